@@ -1,0 +1,200 @@
+"""The engine: one `answer()` behind every front end.
+
+It embeds the question, retrieves passages (hybrid), decides whether the articles answer it at
+all, picks the sentence to quote from each passage, and folds passages that carry the same
+sentence in several outlets into one citation.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot import store
+from bot.config import Settings
+from bot.embed import Embedder, load_embedder
+from bot.errors import BadInputError, IndexMissingError
+from bot.indexer import Freshness, freshness, update_index
+from bot.lexical import terms
+from bot.models import Answer, Citation, Hit, Source
+from bot.quote import Quote, choose_quote, coverage
+from bot.search import FusionWeights, hybrid_search
+
+log = logging.getLogger(__name__)
+
+MAX_QUESTION_CHARS = 1000
+NOT_COVERED = "The articles don't cover that."
+
+
+@dataclass(frozen=True)
+class Abstention:
+    """When to say the articles don't answer: thresholds on the best passage's signals.
+
+    A question is answered when its best passage is close in meaning (dense), or shares most of
+    its content words and is at least loosely related. Found on questions we wrote ourselves.
+    """
+
+    dense_alone: float = 0.52
+    dense_with_words: float = 0.30
+    words: float = 0.5
+
+    def declines(self, hit: Hit, word_coverage: float) -> bool:
+        if hit.dense >= self.dense_alone:
+            return False
+        return not (hit.dense >= self.dense_with_words and word_coverage >= self.words)
+
+
+class Engine:
+    """A loaded index and model, answering questions. Safe to share between threads (read-only)."""
+
+    def __init__(
+        self,
+        index: store.Index,
+        embedder: Embedder,
+        weights: FusionWeights | None = None,
+        abstention: Abstention | None = None,
+    ) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.weights = weights or FusionWeights()
+        self.abstention = abstention or Abstention()
+
+    def sources(self) -> list[Source]:
+        """Every article in the index, as a citation source, in id order."""
+        return [_source(record) for _, record in sorted(self.index.manifest.articles.items())]
+
+    def answer(self, question: str, k: int = 3) -> Answer:
+        """Up to `k` citations that answer the question, or an abstention."""
+        question = validate_question(question)
+        query_vector = self.embedder.encode([question])[0]
+        hits = hybrid_search(self.index, query_vector, question, max(k * 4, 12), self.weights)
+        question_terms = set(terms(question))
+        if not hits or self.abstention.declines(hits[0], coverage(question_terms, hits[0].passage.text)):
+            return Answer(question=question, abstained=True, answer=NOT_COVERED, citations=())
+        citations = self._citations(hits, query_vector, question_terms, k)
+        return Answer(
+            question=question, abstained=False, answer=_summary(citations), citations=tuple(citations)
+        )
+
+    def _citations(self, hits: list[Hit], query_vector, question_terms: set[str], k: int) -> list[Citation]:  # type: ignore[no-untyped-def]
+        groups: list[tuple[Quote, list[Hit]]] = []
+        seen_spans: set[tuple[str, int, int]] = set()
+        for hit in hits:
+            rows = list(self.index.sentence_rows[hit.row])
+            quote = choose_quote(hit.passage, self.index.sentence_vectors[rows], query_vector, question_terms)
+            span = (hit.passage.article_id, quote.start, quote.end)
+            if span in seen_spans:  # overlapping passages of one article quoting the same sentence
+                continue
+            seen_spans.add(span)
+            same = next((g for g in groups if _same_statement(g[0].text, quote.text)), None)
+            if same is not None:
+                if all(h.passage.article_id != hit.passage.article_id for h in same[1]):
+                    same[1].append(hit)
+                continue
+            if len(groups) < k:
+                groups.append((quote, [hit]))
+        return [
+            Citation(
+                n=n,
+                passage=group[0].passage.text,
+                quote=quote.text,
+                score=round(group[0].score, 4),
+                sources=tuple(_source(self.index.manifest.articles[h.passage.article_id]) for h in group),
+                passage_id=group[0].passage.id,
+            )
+            for n, (quote, group) in enumerate(groups, start=1)
+        ]
+
+
+def validate_question(question: str) -> str:
+    """The question with white space trimmed, or a clear error for empty and oversized input."""
+    if not isinstance(question, str):
+        raise BadInputError("the question must be text")
+    cleaned = question.replace("\x00", "").strip()
+    if not cleaned:
+        raise BadInputError("the question is empty: ask something about the articles")
+    if len(cleaned) > MAX_QUESTION_CHARS:
+        raise BadInputError(
+            f"the question is too long ({len(cleaned)} characters; the limit is {MAX_QUESTION_CHARS})"
+        )
+    return cleaned
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _same_statement(a: str, b: str) -> bool:
+    """Two quotes are one statement when they share most of their words (outlets trim and re-punctuate)."""
+    wa, wb = set(_WORD.findall(a.lower())), set(_WORD.findall(b.lower()))
+    if not wa or not wb:
+        return False
+    return len(wa & wb) / min(len(wa), len(wb)) >= 0.8
+
+
+def _summary(citations: list[Citation]) -> str:
+    top = citations[0]
+    outlets = len(top.sources)
+    reported = f" (reported by {outlets} sources)" if outlets > 1 else ""
+    return f"“{top.quote}” [1]{reported}"
+
+
+def _source(record: store.ArticleRecord) -> Source:
+    return Source(
+        id=record.id,
+        title=record.title,
+        outlet=record.outlet,
+        date=record.date,
+        url=record.url,
+        path=record.path,
+    )
+
+
+def open_engine(
+    settings: Settings, notify: Callable[[str], None] = log.info, progress: bool = False
+) -> Engine:
+    """Load the model and the index, first building or updating the index if the corpus changed.
+
+    A new user's first question just works: a missing index is built, a stale one updated, and
+    `notify` is told so. A corrupt index or one built with another model is an error to fix.
+    """
+    embedder = load_embedder(settings.model)
+    try:
+        manifest: store.Manifest | None = store.read_manifest(settings.index)
+    except IndexMissingError:
+        manifest = None
+    if manifest is None:
+        notify(f"No index yet: building it from {settings.corpus}/ (once)…")
+    elif manifest.model != embedder.name:
+        store.load(settings.index, embedder.name)  # raises the mismatch error with its advice
+    else:
+        fresh = freshness(settings.corpus, manifest)
+        same_chunks = (manifest.chunk_tokens, manifest.chunk_overlap) == (
+            settings.chunk_tokens,
+            settings.chunk_overlap,
+        )
+        if fresh.stale or not same_chunks:
+            notify(f"The corpus changed since the index was built: updating it ({_describe(fresh)})…")
+        else:
+            return Engine(store.load(settings.index, embedder.name), embedder)
+    report = update_index(
+        settings.corpus,
+        settings.index,
+        embedder,
+        settings.chunk_tokens,
+        settings.chunk_overlap,
+        settings.exact_search_limit,
+        progress=progress,
+    )
+    notify(f"Index ready: {report.articles} articles, {report.passages} passages.")
+    return Engine(store.load(settings.index, embedder.name), embedder)
+
+
+def _describe(fresh: Freshness) -> str:
+    parts = [
+        f"{len(ids)} {what}"
+        for what, ids in (("new", fresh.added), ("changed", fresh.changed), ("removed", fresh.removed))
+        if ids
+    ]
+    return ", ".join(parts) or "chunking settings changed"

@@ -1,0 +1,132 @@
+"""Adding articles to the corpus: validate every file first, then copy them in atomically.
+
+A failed `add` leaves the corpus exactly as it was: nothing is written until every file has been
+read, decoded, cleaned and checked against what is already there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from bot.corpus import (
+    ARTICLE_SUFFIXES,
+    HTML_SUFFIXES,
+    METADATA_FIELDS,
+    article_files,
+    content_hash,
+    decode,
+    extract_html,
+    parse_article,
+    split_front_matter,
+)
+from bot.errors import ArticleError, CorpusError
+
+MAX_ARTICLE_BYTES = 5 * 1024 * 1024
+_UNSAFE_NAME = re.compile(r"[^\w.-]+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class PreparedArticle:
+    """An article ready to be written: its file name in the corpus and the exact bytes."""
+
+    name: str
+    data: bytes
+    source: Path
+
+
+def prepare(path: Path, overrides: dict[str, str | None]) -> PreparedArticle:
+    """Read and check one file to add; the metadata options override its own."""
+    label = path.name or str(path)
+    if path.is_symlink():
+        raise ArticleError(f"{label}: is a symbolic link; add the file it points to")
+    if not path.exists():
+        raise ArticleError(f"{label}: no such file")
+    if not path.is_file():
+        raise ArticleError(f"{label}: is not a regular file")
+    suffix = path.suffix.lower()
+    if suffix not in ARTICLE_SUFFIXES:
+        raise ArticleError(f"{label}: unsupported type {suffix or '(none)'}; use .txt, .md or .html")
+    size = path.stat().st_size
+    if size == 0:
+        raise ArticleError(f"{label}: is empty")
+    if size > MAX_ARTICLE_BYTES:
+        raise ArticleError(f"{label}: is {size // (1024 * 1024)} MB; articles over 5 MB are refused")
+    try:
+        raw = path.read_bytes()
+    except PermissionError:
+        raise ArticleError(f"{label}: cannot be read (permission denied)") from None
+    text = decode(raw, label)
+    if suffix in HTML_SUFFIXES:
+        meta, body = extract_html(text, label)
+    else:
+        meta, body = split_front_matter(text, label)
+    meta.update({k: v for k, v in overrides.items() if v})
+    stem = _UNSAFE_NAME.sub("-", path.stem).strip(".-") or "article"
+    keep_as_is = suffix not in HTML_SUFFIXES and not any(overrides.values())
+    name = (
+        path.name
+        if keep_as_is and stem == path.stem
+        else f"{stem}{'.md' if suffix in HTML_SUFFIXES else suffix}"
+    )
+    data = raw if keep_as_is else with_front_matter(meta, body).encode("utf-8")
+    parse_article(Path(name), data)  # raises if nothing of the article survives cleaning
+    return PreparedArticle(name=name, data=data, source=path)
+
+
+def with_front_matter(meta: dict[str, str | None], body: str) -> str:
+    """The article file: YAML metadata block, then the body as printed."""
+    fields = {key: meta.get(key) or None for key in METADATA_FIELDS}
+    header = yaml.safe_dump(fields, allow_unicode=True, sort_keys=False, default_flow_style=False)
+    return f"---\n{header}---\n{body.lstrip(chr(10))}"
+
+
+def check_new(articles: list[PreparedArticle], corpus_dir: Path) -> None:
+    """Refuse duplicates: of an article already in the corpus, or of each other."""
+    existing = {path.stem: path for path in article_files(corpus_dir)} if corpus_dir.exists() else {}
+    by_hash = {content_hash(path.read_bytes()): path.name for path in existing.values()}
+    seen: dict[str, str] = {}
+    for article in articles:
+        digest = content_hash(article.data)
+        stem = Path(article.name).stem
+        if digest in by_hash:
+            raise ArticleError(f"{article.source.name}: is already in the corpus as {by_hash[digest]}")
+        if stem in existing:
+            raise ArticleError(
+                f"{article.source.name}: a different article named {existing[stem].name} is already in "
+                "the corpus; rename the file to add it"
+            )
+        if digest in seen or stem in seen.values():
+            raise ArticleError(f"{article.source.name}: is given twice")
+        seen[digest] = stem
+
+
+def write(articles: list[PreparedArticle], corpus_dir: Path) -> list[Path]:
+    """Write each article into the corpus atomically (temporary file, then rename)."""
+    try:
+        corpus_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CorpusError(f"cannot create the corpus folder {corpus_dir} ({exc.strerror})") from None
+    written = []
+    for article in articles:
+        target = corpus_dir / article.name
+        try:
+            fd, temporary = tempfile.mkstemp(dir=corpus_dir, prefix=".add-")
+        except OSError as exc:
+            raise CorpusError(f"cannot write into the corpus folder {corpus_dir} ({exc.strerror})") from None
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(article.data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        except OSError as exc:
+            Path(temporary).unlink(missing_ok=True)
+            raise CorpusError(f"cannot write {target} ({exc.strerror})") from None
+        written.append(target)
+    return written

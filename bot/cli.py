@@ -1,0 +1,327 @@
+"""The command line: a thin layer over the engine. Every command reads input, calls the engine,
+renders, prints. Errors become one line on stderr and a non-zero exit code, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from bot.config import Settings
+from bot.errors import BadInputError, ProtestBotError
+
+log = logging.getLogger("bot")
+app = typer.Typer(
+    help="Answers questions about the June 2018 Amazon employee protest with quoted, cited news passages.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+index_app = typer.Typer(help="Build, update and inspect the index.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handles_errors(command: F) -> F:
+    """Domain errors → one line on stderr and their exit code; anything else → one line and exit 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ProtestBotError as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted", markup=False)
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            log.debug("unexpected error", exc_info=exc)
+            err.print(
+                f"error: unexpected {type(exc).__name__}: {exc} (run with --verbose for details)",
+                markup=False,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def configure(
+    ctx: typer.Context,
+    corpus: Annotated[
+        Path | None,
+        typer.Option(help="Folder of article files.", envvar="PROTEST_BOT_CORPUS", show_default="corpus"),
+    ] = None,
+    index: Annotated[
+        Path | None,
+        typer.Option(help="Folder of the built index.", envvar="PROTEST_BOT_INDEX", show_default="index"),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Embedding model: a sentence-transformers name or a local folder.",
+            envvar="PROTEST_BOT_MODEL",
+            show_default="all-MiniLM-L6-v2",
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log what happens, with tracebacks.")
+    ] = False,
+) -> None:
+    """Settings from options, environment (PROTEST_BOT_*) and .env, in that order of precedence."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    _quiet_libraries(verbose)
+    options = {"corpus": corpus, "index": index, "model": model}
+    try:
+        ctx.obj = Settings(**{k: v for k, v in options.items() if v is not None})
+    except ValueError as exc:
+        err.print(
+            f"error: invalid setting: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}",
+            markup=False,
+        )
+        raise typer.Exit(2) from None
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    # httpx logs every request URL at INFO, and Telegram URLs carry the bot token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if not verbose:
+        for name in ("sentence_transformers", "transformers", "faiss", "bm25s", "trafilatura", "htmldate"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _notify(message: str) -> None:
+    err.print(message, style="dim", markup=False)
+
+
+def _engine(ctx: typer.Context):  # type: ignore[no-untyped-def]
+    from bot.answer import open_engine
+
+    return open_engine(ctx.obj, notify=_notify, progress=err.is_terminal)
+
+
+TopK = Annotated[int, typer.Option("-k", "--top-k", min=1, max=20, help="How many citations at most.")]
+
+
+@app.command()
+@handles_errors
+def ask(
+    ctx: typer.Context,
+    question: Annotated[
+        str, typer.Argument(help="The question; with --json, '-' reads one question a line from stdin.")
+    ],
+    k: TopK = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as one JSON object.")] = False,
+) -> None:
+    """Answer one question with quoted, cited passages."""
+    from bot.answer import validate_question
+    from bot.render import answer_dict, answer_markup
+
+    if as_json and question == "-":
+        _ask_stream(ctx, k)
+        return
+    validate_question(question)  # fail fast, before the model loads
+    answer = _engine(ctx).answer(question, k)
+    if as_json:
+        out.print(json.dumps(answer_dict(answer), ensure_ascii=False), markup=False)
+    else:
+        out.print(answer_markup(answer))
+
+
+def _ask_stream(ctx: typer.Context, k: int) -> None:
+    """One question a line in, one JSON object a line out; the model is loaded once."""
+    from bot.render import answer_dict
+
+    engine = _engine(ctx)
+    failures = 0
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            answer = engine.answer(line, k)
+        except BadInputError as exc:
+            err.print(f"error: line {number}: {exc}", markup=False)
+            failures += 1
+            continue
+        out.print(json.dumps(answer_dict(answer), ensure_ascii=False), markup=False)
+    if failures:
+        raise typer.Exit(2)
+
+
+@app.command()
+@handles_errors
+def chat(ctx: typer.Context, k: TopK = 3) -> None:
+    """Ask questions one after another (type exit, or press Ctrl-D, to quit)."""
+    from bot.errors import BadInputError as QuestionError
+    from bot.render import answer_markup
+
+    engine = _engine(ctx)
+    out.print(
+        "[bold]Ask about the June 2018 Amazon employee protest.[/bold] Type exit or press Ctrl-D to quit."
+    )
+    while True:
+        try:
+            question = input("\n? ")
+        except EOFError:
+            out.print()
+            return
+        if question.strip().lower() in {"exit", "quit", ":q"}:
+            return
+        if not question.strip():
+            continue
+        try:
+            out.print(answer_markup(engine.answer(question, k)))
+        except QuestionError as exc:
+            err.print(f"error: {exc}", markup=False)
+
+
+@app.command()
+@handles_errors
+def add(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="Article files: .txt, .md or .html.")],
+    title: Annotated[str | None, typer.Option(help="Title, when the file has none.")] = None,
+    outlet: Annotated[str | None, typer.Option(help="Publication.")] = None,
+    author: Annotated[str | None, typer.Option(help="Author.")] = None,
+    date: Annotated[str | None, typer.Option(help="Publication date, e.g. 2018-06-22.")] = None,
+    url: Annotated[str | None, typer.Option(help="Where the article was published.")] = None,
+    update: Annotated[bool, typer.Option("--update/--no-update", help="Update the index afterwards.")] = True,
+) -> None:
+    """Copy articles into the corpus and update the index."""
+    from bot import articles
+
+    settings: Settings = ctx.obj
+    overrides = {"title": title, "outlet": outlet, "author": author, "date": date, "url": url}
+    if len(files) > 1 and any(overrides[k] for k in ("title", "url")):
+        raise BadInputError("--title and --url describe one article: add files one at a time to use them")
+    prepared = [articles.prepare(path, overrides) for path in files]
+    articles.check_new(prepared, settings.corpus)
+    for path in articles.write(prepared, settings.corpus):
+        out.print(f"added {path}", markup=False)
+    if update:
+        _update(settings, full=False)
+
+
+def _update(settings: Settings, full: bool) -> None:
+    from bot.embed import load_embedder
+    from bot.indexer import update_index
+
+    report = update_index(
+        settings.corpus,
+        settings.index,
+        load_embedder(settings.model),
+        settings.chunk_tokens,
+        settings.chunk_overlap,
+        settings.exact_search_limit,
+        full=full,
+        progress=err.is_terminal,
+    )
+    changes = ", ".join(
+        f"{len(ids)} {what}"
+        for what, ids in (("new", report.added), ("changed", report.changed), ("removed", report.removed))
+        if ids
+    )
+    out.print(
+        f"index: {report.articles} articles, {report.passages} passages"
+        f" ({changes or 'no article changes'}; embedded {report.embedded} texts, reused {report.reused})",
+        markup=False,
+    )
+    for article_id in report.skipped:
+        err.print(
+            f"warning: {article_id} could not be read as an article and is not indexed (see --verbose)",
+            markup=False,
+        )
+
+
+@index_app.command("build")
+@handles_errors
+def index_build(ctx: typer.Context) -> None:
+    """Build the index from scratch (re-embeds everything)."""
+    _update(ctx.obj, full=True)
+
+
+@index_app.command("update")
+@handles_errors
+def index_update(ctx: typer.Context) -> None:
+    """Embed only new or changed articles and drop removed ones."""
+    _update(ctx.obj, full=False)
+
+
+@index_app.command("status")
+@handles_errors
+def index_status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """Articles, passages, model, and whether the corpus changed since the build (exit 1 when stale)."""
+    from bot import store
+    from bot.indexer import freshness
+
+    settings: Settings = ctx.obj
+    manifest = store.read_manifest(settings.index)
+    fresh = freshness(settings.corpus, manifest)
+    status = {
+        "index": str(settings.index),
+        "model": manifest.model,
+        "dimension": manifest.dimension,
+        "articles": len(manifest.articles),
+        "passages": manifest.passages,
+        "search": manifest.search,
+        "chunk_tokens": manifest.chunk_tokens,
+        "chunk_overlap": manifest.chunk_overlap,
+        "built_at": manifest.built_at,
+        "stale": fresh.stale,
+        "added": list(fresh.added),
+        "changed": list(fresh.changed),
+        "removed": list(fresh.removed),
+    }
+    if as_json:
+        out.print(json.dumps(status), markup=False)
+    else:
+        for key, value in status.items():
+            if isinstance(value, list):
+                if value:
+                    out.print(f"{key:>14}: {', '.join(value)}", markup=False)
+                continue
+            out.print(f"{key:>14}: {value}", markup=False)
+        if fresh.stale:
+            out.print("The corpus changed since the build: run `protest-bot index update`.", markup=False)
+    if fresh.stale:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handles_errors
+def sources(ctx: typer.Context) -> None:
+    """List the articles the index holds (outlet, date, link)."""
+    from bot import store
+    from bot.answer import _source
+    from bot.render import source_label, source_location
+
+    manifest = store.read_manifest(ctx.obj.index)
+    for n, (_, record) in enumerate(sorted(manifest.articles.items()), start=1):
+        source = _source(record)
+        out.print(f"{n}. {source_label(source)}\n   {source_location(source)}", markup=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

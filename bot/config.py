@@ -1,0 +1,78 @@
+"""Settings in one typed object, built in one place from options, environment and `.env`.
+
+Deeper modules take values as arguments and never read `os.environ` themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    """Engine settings: where the corpus and index live, which model embeds, how text is chunked."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PROTEST_BOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    corpus: Path = Path("corpus")
+    index: Path = Path("index")
+    model: str = DEFAULT_MODEL
+    # Passages are packed from whole sentences up to this many word pieces; the model reads 256,
+    # so passages never reach its truncation point (the question needs none of that room).
+    chunk_tokens: int = Field(default=200, ge=16, le=512)
+    # Sentences repeated at the start of the next passage, so an answer that straddles a boundary
+    # is still whole in one of the two.
+    chunk_overlap: int = Field(default=1, ge=0, le=3)
+    top_k: int = Field(default=3, ge=1, le=20)
+    batch_size: int = Field(default=64, ge=1, le=1024)
+    # Above this many passages the store switches from exact to approximate (HNSW) search.
+    exact_search_limit: int = Field(default=200_000, ge=1)
+
+    @field_validator("model")
+    @classmethod
+    def _strip_model(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("the model name or path is empty")
+        return value
+
+
+class TelegramSettings(BaseSettings):
+    """Telegram front-end settings. The token is a SecretStr so it never prints by accident."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TELEGRAM_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    bot_token: SecretStr | None = None
+    api_base_url: str = "https://api.telegram.org/bot"
+    # NoDecode: the environment gives "1,2,3", not JSON; the validator below parses it.
+    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    rate_limit_per_minute: int = Field(default=20, ge=1)
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_listen: str = "0.0.0.0"
+    webhook_port: int = Field(default=8443, ge=1, le=65535)
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _parse_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(int(part) for part in value.replace(" ", "").split(",") if part)
+        if isinstance(value, int):
+            return frozenset({value})
+        return value
+
+
+def canonical_model_name(model: str) -> str:
+    """The short hub name and the full one are the same model; record one spelling in manifests."""
+    if model == DEFAULT_MODEL.split("/", 1)[1]:
+        return DEFAULT_MODEL
+    return model

@@ -1,0 +1,86 @@
+"""Rendering an `Answer` for people and programs: terminal text and the JSON contract.
+
+Choosing what to say is the engine's job; this module only lays it out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+
+from bot.models import Answer, Citation, Source
+
+NOT_COVERED_HINT = "Try other words, or see which articles the bot knows with `protest-bot sources`."
+
+
+def answer_dict(answer: Answer) -> dict[str, Any]:
+    """The JSON contract of `ask --json`: exactly these keys, citations in rank order."""
+    return {
+        "question": answer.question,
+        "abstained": answer.abstained,
+        "answer": answer.answer,
+        "citations": [_citation_dict(c) for c in answer.citations],
+    }
+
+
+def _citation_dict(citation: Citation) -> dict[str, Any]:
+    return {
+        "n": citation.n,
+        "passage": citation.passage,
+        "quote": citation.quote,
+        "score": citation.score,
+        "sources": [_source_dict(s) for s in citation.sources],
+    }
+
+
+def _source_dict(source: Source) -> dict[str, Any]:
+    return {
+        "id": source.id,
+        "title": source.title,
+        "outlet": source.outlet,
+        "date": source.date,
+        "url": source.url,
+        "path": source.path,
+    }
+
+
+def source_label(source: Source) -> str:
+    """ "Title — Outlet, date": what the article shows; the file name when it shows no title."""
+    title = source.title or f"(untitled: {source.id})"
+    details = ", ".join(part for part in (source.outlet, source.date) if part)
+    return f"{title} — {details}" if details else title
+
+
+def source_location(source: Source) -> str:
+    """Where a reader can check the citation: the url when known, else the article file."""
+    return source.url or source.path
+
+
+def answer_markup(answer: Answer) -> str:
+    """Terminal rendering (rich markup): each citation numbered, the quoted sentence highlighted."""
+    if answer.abstained:
+        return f"[bold]{escape(answer.answer)}[/bold]\n[dim]{escape(NOT_COVERED_HINT)}[/dim]"
+    blocks = [_citation_markup(c) for c in answer.citations]
+    return "\n\n".join(blocks)
+
+
+def _citation_markup(citation: Citation) -> str:
+    passage = citation.passage
+    at = passage.find(citation.quote)
+    if at >= 0:
+        body = (
+            escape(passage[:at])
+            + "[bold yellow]"
+            + escape(citation.quote)
+            + "[/bold yellow]"
+            + escape(passage[at + len(citation.quote) :])
+        )
+    else:
+        body = escape(passage)
+    lines = [f"[bold][{citation.n}][/bold] “{escape(citation.quote)}”", "", f"[dim]{body}[/dim]"]
+    if len(citation.sources) > 1:
+        lines.append(f"[italic]Reported by {len(citation.sources)} sources:[/italic]")
+    for source in citation.sources:
+        lines.append(f"  — {escape(source_label(source))} [cyan]{escape(source_location(source))}[/cyan]")
+    return "\n".join(lines)
