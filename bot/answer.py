@@ -65,6 +65,12 @@ class Engine:
         """Every article in the index, as a citation source, in id order."""
         return [_source(record) for _, record in sorted(self.index.manifest.articles.items())]
 
+    def retrieve(self, question: str, k: int = 10) -> list[Hit]:
+        """The `k` best passages by hybrid score, with no abstention and no grouping (for evaluation)."""
+        question = validate_question(question)
+        query_vector = self.embedder.encode([question])[0]
+        return hybrid_search(self.index, query_vector, question, k, self.weights)
+
     def answer(self, question: str, k: int = 3) -> Answer:
         """Up to `k` citations that answer the question, or an abstention."""
         question = validate_question(question)
@@ -88,7 +94,7 @@ class Engine:
             if span in seen_spans:  # overlapping passages of one article quoting the same sentence
                 continue
             seen_spans.add(span)
-            same = next((g for g in groups if _same_statement(g[0].text, quote.text)), None)
+            same = next((g for g in groups if _carries(hit.passage.text, g[0].text)), None)
             if same is not None:
                 if all(h.passage.article_id != hit.passage.article_id for h in same[1]):
                     same[1].append(hit)
@@ -122,15 +128,15 @@ def validate_question(question: str) -> str:
     return cleaned
 
 
-_WORD = re.compile(r"\w+")
+_WHITE = re.compile(r"\s+")
 
 
-def _same_statement(a: str, b: str) -> bool:
-    """Two quotes are one statement when they share most of their words (outlets trim and re-punctuate)."""
-    wa, wb = set(_WORD.findall(a.lower())), set(_WORD.findall(b.lower()))
-    if not wa or not wb:
-        return False
-    return len(wa & wb) / min(len(wa), len(wb)) >= 0.8
+def _carries(passage: str, quote: str) -> bool:
+    """The passage prints the quote word for word (white space aside): the same statement, reported again.
+
+    Only then can one citation list both sources, since its quote must be verbatim in each.
+    """
+    return _WHITE.sub("", quote) in _WHITE.sub("", passage)
 
 
 def _summary(citations: list[Citation]) -> str:

@@ -35,7 +35,7 @@ _CHROME_SHORT = re.compile(
 _SHORT_WORDS = 12
 
 # "By Ken Hanly  Jun 22, 2018 in Business": a byline, not a sentence.
-_BYLINE = re.compile(r"^by\s+[A-Z][\w.'’-]*(?:\s+[A-Z][\w.'’-]*){0,3}\b", re.UNICODE)
+_BYLINE = re.compile(r"^[Bb][Yy]\s+[A-Z][\w.'’-]*(?:\s+[A-Z][\w.'’-]*){0,3}\b", re.UNICODE)
 
 # A line that ends like a sentence: terminal punctuation, possibly inside closing quotes or brackets.
 # A comma counts because news copy often ends a quoted paragraph with ",”" before the attribution.

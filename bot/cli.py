@@ -322,6 +322,40 @@ def sources(ctx: typer.Context) -> None:
         out.print(f"{n}. {source_label(source)}\n   {source_location(source)}", markup=False)
 
 
+@app.command("eval")
+@handles_errors
+def evaluate_command(
+    ctx: typer.Context,
+    questions: Annotated[
+        Path, typer.Argument(help="Question file in the ../shared/eval format (JSON lines).")
+    ],
+    k: TopK = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Measure answer quality on a question file: hit@k, MRR@10, quotes, abstention."""
+    from bot.evaluate import evaluate, read_questions
+
+    items = read_questions(questions)
+    engine = _engine(ctx)
+    report = evaluate(
+        items,
+        ask=lambda q: engine.answer(q, k),
+        retrieve=lambda q: [hit.passage.text for hit in engine.retrieve(q, 10)],
+        source_text=lambda path: Path(path).read_text(encoding="utf-8"),
+    )
+    if as_json:
+        out.print(json.dumps(report.to_dict()), markup=False)
+        return
+    for key, value in report.to_dict().items():
+        if key == "misses":
+            for miss in value:  # type: ignore[attr-defined]
+                out.print(f"  miss: {miss}", markup=False)
+        else:
+            out.print(
+                f"{key:>22}: {value:.3f}" if isinstance(value, float) else f"{key:>22}: {value}", markup=False
+            )
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -54,5 +54,26 @@ def choose_quote(
     span: list[Sentence] = [passage.sentences[best]]
     if len(texts[best].split()) < _SHORT_QUOTE_WORDS and best + 1 < len(texts):
         span.append(passage.sentences[best + 1])
-    start, end = span[0].start, span[-1].end
-    return Quote(passage.text[start - passage.start : end - passage.start], start, end, scores[best])
+    start, end = _trim_quote_marks(passage.text, span[0].start - passage.start, span[-1].end - passage.start)
+    return Quote(passage.text[start:end], start + passage.start, end + passage.start, scores[best])
+
+
+_OPENING = "\"“‘'«"
+_CLOSING = "\"”’'»"
+
+
+def _trim_quote_marks(text: str, start: int, end: int) -> tuple[int, int]:
+    """Drop quotation marks left unpaired by the sentence split (“We refuse… is quoted, its close is
+    two sentences on). The quote is shown in quotation marks of its own, and must stay verbatim."""
+    piece = text[start:end]
+    opened = sum(piece.count(c) for c in "“«")
+    closed = sum(piece.count(c) for c in "”»")
+    straight = piece.count('"')
+    if piece[:1] in _OPENING and (opened > closed or straight % 2 == 1):
+        start += 1
+    piece = text[start:end]
+    opened = sum(piece.count(c) for c in "“«")
+    closed = sum(piece.count(c) for c in "”»")
+    if piece[-1:] in _CLOSING and piece[-1:] != "'" and (closed > opened or piece.count('"') % 2 == 1):
+        end -= 1
+    return start, end

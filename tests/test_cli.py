@@ -1,0 +1,271 @@
+"""The command line, run for real with typer's CliRunner: every command, the JSON contract, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bot import store
+from bot.cli import app
+from bot.config import Settings
+from tests.conftest import ROOT
+from tests.fakes import FAKE_MODEL
+
+runner = CliRunner()
+
+
+def run(settings: Settings, *args: str, input: str | None = None):  # type: ignore[no-untyped-def]
+    """Invoke the CLI against the settings' corpus, index and model."""
+    base = ["--corpus", str(settings.corpus), "--index", str(settings.index), "--model", settings.model]
+    return runner.invoke(app, [*base, *args], input=input)
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def squash(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+# --- answering, with the real model -------------------------------------------------------------
+
+
+def test_ask_json_follows_the_contract(real_settings: Settings) -> None:
+    result = run(real_settings, "ask", "--json", "Who wrote to Jeff Bezos?")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data) == {"question", "abstained", "answer", "citations"}
+    assert data["question"] == "Who wrote to Jeff Bezos?"
+    assert data["abstained"] is False and isinstance(data["answer"], str) and data["answer"]
+    assert [c["n"] for c in data["citations"]] == list(range(1, len(data["citations"]) + 1))
+    assert data["citations"]
+    for citation in data["citations"]:
+        assert set(citation) == {"n", "passage", "quote", "score", "sources"}
+        assert isinstance(citation["score"], float)
+        assert squash(citation["quote"]) in squash(citation["passage"])
+        for source in citation["sources"]:
+            assert set(source) == {"id", "title", "outlet", "date", "url", "path"}
+            assert isinstance(source["title"], str)
+            assert squash(citation["quote"]) in squash(Path(source["path"]).read_text(encoding="utf-8"))
+    assert any("Bezos" in c["quote"] for c in data["citations"])
+
+
+def test_ask_json_abstains_with_no_citations(real_settings: Settings) -> None:
+    data = json.loads(run(real_settings, "ask", "--json", "What is the speed of light?").stdout)
+    assert data["abstained"] is True
+    assert data["citations"] == []
+    assert "don't cover" in data["answer"]
+
+
+def test_ask_json_stream_reads_one_question_a_line(real_settings: Settings) -> None:
+    result = run(
+        real_settings, "ask", "--json", "-", input="What does Palantir run on?\n\nBest pizza in Naples?\n"
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [d["question"] for d in lines] == ["What does Palantir run on?", "Best pizza in Naples?"]
+    assert lines[0]["abstained"] is False and lines[1]["abstained"] is True
+
+
+def test_ask_prints_numbered_citations_with_sources(real_settings: Settings) -> None:
+    result = run(real_settings, "ask", "-k", "2", "What does Palantir run on?")
+    assert result.exit_code == 0, result.output
+    assert "[1]" in result.stdout and "[3]" not in result.stdout
+    assert "Palantir runs on AWS" in result.stdout
+    assert "corpus/" in result.stdout
+
+
+def test_chat_answers_until_exit(real_settings: Settings) -> None:
+    result = run(real_settings, "chat", input="What does Palantir run on?\n\nexit\nnever asked\n")
+    assert result.exit_code == 0, result.output
+    assert "Palantir runs on AWS" in result.stdout
+    assert result.stdout.count("[1]") == 1
+
+
+def test_chat_ends_on_end_of_input(real_settings: Settings) -> None:
+    result = run(real_settings, "chat", input="What does Palantir run on?\n")
+    assert result.exit_code == 0
+    assert "Palantir runs on AWS" in result.stdout
+
+
+# --- bad questions ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("question", ["", "   ", "\x00", "x" * 5000])
+def test_bad_questions_get_one_line_and_exit_2(built: Settings, question: str) -> None:
+    result = run(built, "ask", question)
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert "Traceback" not in result.output
+
+
+# --- the index from the command line ------------------------------------------------------------
+
+
+def test_first_ask_builds_the_missing_index(settings: Settings) -> None:
+    result = run(settings, "ask", "--json", "Palantir")
+    assert result.exit_code == 0, result.output
+    assert "No index yet" in result.stderr
+    json.loads(result.stdout)
+    assert store.read_manifest(settings.index).passages > 0
+
+
+def test_ask_updates_a_stale_index(built: Settings) -> None:
+    shutil.copy(ROOT / "tests" / "data" / "extra-article.md", built.corpus / "extra-article.md")
+    result = run(built, "ask", "--json", "Palantir")
+    assert result.exit_code == 0, result.output
+    assert "changed since the index was built" in result.stderr
+    assert "extra-article" in store.read_manifest(built.index).articles
+
+
+def test_index_build_update_status(settings: Settings) -> None:
+    assert run(settings, "index", "status").exit_code == 3
+    build = run(settings, "index", "build")
+    assert build.exit_code == 0, build.output
+    assert "5 articles" in build.stdout
+    status = run(settings, "index", "status", "--json")
+    assert status.exit_code == 0
+    data = json.loads(status.stdout)
+    assert data["articles"] == 5 and data["stale"] is False and data["model"] == FAKE_MODEL
+    shutil.copy(ROOT / "tests" / "data" / "extra-article.md", settings.corpus / "extra-article.md")
+    stale = run(settings, "index", "status")
+    assert stale.exit_code == 1 and "index update" in stale.stdout
+    update = run(settings, "index", "update")
+    assert update.exit_code == 0 and "1 new" in update.stdout
+    assert run(settings, "index", "status").exit_code == 0
+
+
+def test_corrupt_index_is_one_line_and_exit_3(built: Settings) -> None:
+    dense = store.current_version(built.index) / store.DENSE
+    dense.write_bytes(dense.read_bytes()[:100])
+    result = run(built, "ask", "Palantir")
+    assert result.exit_code == 3
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "index build" in result.stderr
+
+
+def test_model_mismatch_is_one_line_and_exit_3(built: Settings, fake_embedder: object) -> None:
+    from bot.embed import register_embedder
+    from tests.fakes import HashEmbedder
+
+    other = HashEmbedder()
+    other.name = "another-fake"
+    register_embedder("another-fake", lambda: other)
+    result = runner.invoke(
+        app,
+        ["--corpus", str(built.corpus), "--index", str(built.index), "--model", "another-fake", "ask", "x"],
+    )
+    assert result.exit_code == 3
+    assert FAKE_MODEL in result.stderr and "another-fake" in result.stderr
+
+
+def test_sources_lists_the_articles(built: Settings) -> None:
+    result = run(built, "sources")
+    assert result.exit_code == 0
+    assert "Metro US" in result.stdout
+    assert len(re.findall(r"^\d+\. ", result.stdout, re.MULTILINE)) == 5
+
+
+# --- adding articles ----------------------------------------------------------------------------
+
+
+def test_add_copies_with_metadata_and_updates_the_index(built: Settings, tmp_path: Path) -> None:
+    article = tmp_path / "letter-two.txt"
+    article.write_text((ROOT / "tests" / "data" / "extra-article.md").read_text().split("---\n", 2)[2])
+    result = run(built, "add", str(article), "--title", "Second letter", "--outlet", "Example News")
+    assert result.exit_code == 0, result.output
+    stored = (built.corpus / "letter-two.txt").read_text(encoding="utf-8")
+    assert stored.startswith("---\ntitle: Second letter\noutlet: Example News\n")
+    manifest = store.read_manifest(built.index)
+    assert manifest.articles["letter-two"].outlet == "Example News"
+    assert run(built, "index", "status").exit_code == 0
+
+
+def test_add_html_extracts_the_article(built: Settings) -> None:
+    page = ROOT / "tests" / "data" / "page.html"
+    result = run(built, "add", str(page))
+    assert result.exit_code == 0, result.output
+    stored = (built.corpus / "page.md").read_text(encoding="utf-8")
+    assert "Warehouse workers in Seattle signed a petition" in stored
+    assert "Subscribe to our newsletter" not in stored and "<p>" not in stored
+    assert "title: Warehouse workers petition" in stored
+
+
+def _bad_files(tmp_path: Path, corpus: Path) -> dict[str, Path]:
+    files = {
+        "empty": tmp_path / "empty.txt",
+        "binary": tmp_path / "binary.txt",
+        "latin1": tmp_path / "latin1.txt",
+        "chrome-only": tmp_path / "chrome.txt",
+        "wrong-type": tmp_path / "sheet.pdf",
+        "bad-front-matter": tmp_path / "bad.md",
+    }
+    files["empty"].write_bytes(b"")
+    files["binary"].write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 10)
+    files["latin1"].write_bytes(
+        "Les employés ont signé une lettre à propos de la reconnaissance faciale.".encode("latin-1")
+    )
+    files["chrome-only"].write_text("Log in\nSign up\nShare\nComments are closed.\n")
+    files["wrong-type"].write_bytes(b"%PDF-1.4")
+    files["bad-front-matter"].write_text("---\ntitle: [unclosed\n---\nA sentence of the body is here.\n")
+    duplicate = tmp_path / "duplicate.md"
+    shutil.copy(sorted(corpus.glob("*.md"))[0], duplicate)
+    files["duplicate"] = duplicate
+    files["missing"] = tmp_path / "does-not-exist.txt"
+    link = tmp_path / "link.txt"
+    link.symlink_to(ROOT / "README.md")
+    files["symlink"] = link
+    return files
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "empty",
+        "binary",
+        "latin1",
+        "chrome-only",
+        "wrong-type",
+        "bad-front-matter",
+        "duplicate",
+        "missing",
+        "symlink",
+    ],
+)
+def test_bad_articles_are_refused_and_nothing_changes(built: Settings, tmp_path: Path, kind: str) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    files = _bad_files(incoming, built.corpus)
+    corpus_before, index_before = tree(built.corpus), tree(built.index)
+    good = incoming / "good.txt"
+    good.write_text("A perfectly good article sentence about the protest letter is here.\n")
+    result = run(built, "add", str(good), str(files[kind]))  # the good file must not slip in either
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.output
+    assert tree(built.corpus) == corpus_before
+    assert tree(built.index) == index_before
+
+
+# --- documentation ------------------------------------------------------------------------------
+
+
+def test_every_command_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    result = runner.invoke(app, ["--help"])
+    commands = re.findall(r"│ (\w+)\s{2,}", result.stdout)
+    index_commands = re.findall(r"│ (\w+)\s{2,}", runner.invoke(app, ["index", "--help"]).stdout)
+    assert {"ask", "chat", "add", "index", "sources", "eval"} <= set(commands)
+    for command in commands:
+        if command != "index":
+            assert f"protest-bot {command}" in readme, f"`protest-bot {command}` is not in README.md"
+    for command in index_commands:
+        assert f"protest-bot index {command}" in readme, f"`protest-bot index {command}` is not in README.md"

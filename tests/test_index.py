@@ -1,0 +1,173 @@
+"""The index: build, incremental update by content hash, manifest checks, atomic swaps."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bot import store
+from bot.config import Settings
+from bot.errors import IndexCorruptError, IndexMismatchError, IndexMissingError
+from bot.indexer import freshness, update_index
+from tests.fakes import FAKE_MODEL, HashEmbedder
+
+NEW_ARTICLE = """---
+title: A new article
+outlet: Example News
+---
+Employees of a large retailer wrote a second letter about cloud contracts with immigration agencies.
+The second letter asked the company to publish every contract it holds with police departments.
+"""
+
+
+def _update(settings: Settings, embedder: HashEmbedder, full: bool = False):  # type: ignore[no-untyped-def]
+    return update_index(
+        settings.corpus, settings.index, embedder, settings.chunk_tokens, settings.chunk_overlap,
+        settings.exact_search_limit, full=full,
+    )  # fmt: skip
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_build_writes_a_self_describing_index(built: Settings) -> None:
+    manifest = store.read_manifest(built.index)
+    assert manifest.format_version == store.FORMAT_VERSION
+    assert manifest.model == FAKE_MODEL
+    assert manifest.dimension == 64
+    assert len(manifest.articles) == 5
+    assert all(len(record.hash) == 64 for record in manifest.articles.values())
+    index = store.load(built.index, FAKE_MODEL)
+    assert len(index.passages) == manifest.passages == index.dense.ntotal
+    assert not freshness(built.corpus, manifest).stale
+
+
+def test_no_pickle_in_the_index(built: Settings) -> None:
+    import numpy as np
+
+    files = [p for p in built.index.rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        assert not path.read_bytes().startswith(b"\x80"), f"{path.name} looks like a pickle"
+        if path.suffix == ".npy":
+            assert not np.load(path, allow_pickle=False).dtype.hasobject
+
+
+def test_update_embeds_only_the_new_article(built: Settings, fake_embedder: HashEmbedder) -> None:
+    (built.corpus / "new-article.md").write_text(NEW_ARTICLE, encoding="utf-8")
+    assert freshness(built.corpus, store.read_manifest(built.index)).added == ("new-article",)
+    fake_embedder.encoded.clear()
+    report = _update(built, fake_embedder)
+    assert report.added == ("new-article",)
+    new_passages = [p for p in store.load(built.index, FAKE_MODEL).passages if p.article_id == "new-article"]
+    new_texts = {p.text for p in new_passages} | {s for p in new_passages for s in p.sentence_texts()}
+    assert set(fake_embedder.encoded) == new_texts
+    assert report.embedded == len(new_texts)
+
+
+def test_update_with_nothing_changed_embeds_nothing(built: Settings, fake_embedder: HashEmbedder) -> None:
+    fake_embedder.encoded.clear()
+    report = _update(built, fake_embedder)
+    assert fake_embedder.encoded == []
+    assert report.embedded == 0 and report.articles == 5
+
+
+def test_update_drops_removed_articles(built: Settings, fake_embedder: HashEmbedder) -> None:
+    removed = sorted(built.corpus.glob("*.md"))[0]
+    removed.unlink()
+    report = _update(built, fake_embedder)
+    assert report.removed == (removed.stem,)
+    index = store.load(built.index, FAKE_MODEL)
+    assert removed.stem not in index.manifest.articles
+    assert all(p.article_id != removed.stem for p in index.passages)
+
+
+def test_full_build_re_embeds_everything(built: Settings, fake_embedder: HashEmbedder) -> None:
+    fake_embedder.encoded.clear()
+    report = _update(built, fake_embedder, full=True)
+    assert report.embedded > 0 and len(fake_embedder.encoded) == report.embedded
+
+
+def test_missing_index(settings: Settings) -> None:
+    with pytest.raises(IndexMissingError, match="index build"):
+        store.load(settings.index, FAKE_MODEL)
+
+
+def test_model_mismatch_names_both_models(built: Settings) -> None:
+    with pytest.raises(IndexMismatchError, match="other-model"):
+        store.load(built.index, "other-model")
+
+
+def test_format_version_mismatch(built: Settings) -> None:
+    manifest_path = store.current_version(built.index) / store.MANIFEST
+    data = json.loads(manifest_path.read_text())
+    data["format_version"] = 999
+    manifest_path.write_text(json.dumps(data))
+    with pytest.raises(IndexMismatchError, match="format version 999"):
+        store.load(built.index, FAKE_MODEL)
+
+
+@pytest.mark.parametrize("name", [store.DENSE, store.PASSAGES, store.SENTENCES])
+def test_truncated_file_is_reported_as_corrupt(built: Settings, name: str) -> None:
+    path = store.current_version(built.index) / name
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(IndexCorruptError, match="index build"):
+        store.load(built.index, FAKE_MODEL)
+
+
+def test_garbage_of_the_right_size_is_reported_as_corrupt(built: Settings) -> None:
+    path = store.current_version(built.index) / store.DENSE
+    path.write_bytes(b"\xff" * path.stat().st_size)
+    with pytest.raises(IndexCorruptError):
+        store.load(built.index, FAKE_MODEL)
+
+
+def test_corrupt_manifest_and_pointer(built: Settings) -> None:
+    (store.current_version(built.index) / store.MANIFEST).write_text("{not json")
+    with pytest.raises(IndexCorruptError, match="manifest"):
+        store.load(built.index, FAKE_MODEL)
+    (built.index / store.CURRENT).write_text("v-does-not-exist\n")
+    with pytest.raises(IndexCorruptError, match="missing version"):
+        store.load(built.index, FAKE_MODEL)
+
+
+def test_a_crash_mid_build_leaves_the_previous_index(
+    built: Settings, fake_embedder: HashEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _tree(built.index)
+    (built.corpus / "new-article.md").write_text(NEW_ARTICLE, encoding="utf-8")
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # what a kill looks like from inside: nothing after this line runs
+
+    monkeypatch.setattr(store, "_swap_current", crash)
+    with pytest.raises(KeyboardInterrupt):
+        _update(built, fake_embedder)
+    after = {k: v for k, v in _tree(built.index).items() if k in before}
+    assert after == before
+    index = store.load(built.index, FAKE_MODEL)
+    assert "new-article" not in index.manifest.articles
+    monkeypatch.undo()
+    _update(built, fake_embedder)  # the next run cleans up and succeeds
+    assert "new-article" in store.load(built.index, FAKE_MODEL).manifest.articles
+    versions = [p for p in built.index.iterdir() if p.name.startswith(("v-", ".build-"))]
+    assert len(versions) == 1
+
+
+def test_unreadable_article_is_skipped_and_does_not_make_the_index_stale(
+    built: Settings, fake_embedder: HashEmbedder
+) -> None:
+    (built.corpus / "broken.txt").write_bytes(b"\xff\xfe not utf-8 \xff")
+    report = _update(built, fake_embedder)
+    assert report.skipped == ("broken",)
+    assert not freshness(built.corpus, store.read_manifest(built.index)).stale
+
+
+def test_index_folder_copied_elsewhere_still_loads(built: Settings, tmp_path: Path) -> None:
+    copy = tmp_path / "copied-index"
+    shutil.copytree(built.index, copy)
+    assert store.load(copy, FAKE_MODEL).manifest.passages > 0
