@@ -83,16 +83,34 @@ def _comparable(text: str) -> str:
 _STRAIGHT_QUOTES = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"'})
 
 
+def kept_lines(raw: str, title: str | None = None) -> list[tuple[int, str]]:
+    """The article's running-text lines, each with its offset in `raw`: chrome, headings, titles and
+    bylines dropped, kept lines unedited (only their surrounding white space trimmed)."""
+    kept = []
+    for match in re.finditer(r"[^\n]+", raw):
+        line = match.group().strip()
+        if line and not is_chrome(line) and not is_headline(line, title) and is_prose(line):
+            kept.append((match.start() + match.group().index(line[0]), line))
+    return kept
+
+
 def clean_lines(raw: str, title: str | None = None) -> list[str]:
-    """The article's paragraphs with chrome, headings, titles and bylines dropped, each line unedited."""
-    lines = [line.strip() for line in raw.splitlines()]
-    return [
-        line
-        for line in lines
-        if line and not is_chrome(line) and not is_headline(line, title) and is_prose(line)
-    ]
+    """The kept lines alone."""
+    return [line for _, line in kept_lines(raw, title)]
 
 
 def clean(raw: str, title: str | None = None) -> str:
     """Cleaned article text: kept lines as paragraphs separated by a blank line."""
-    return "\n\n".join(clean_lines(raw, title))
+    return PARAGRAPH_BREAK.join(clean_lines(raw, title))
+
+
+PARAGRAPH_BREAK = "\n\n"
+
+
+def raw_offsets(raw: str, title: str | None = None) -> list[tuple[int, int]]:
+    """For each kept line, (offset in the cleaned text, offset in `raw`): maps passages back to the file."""
+    mapping, position = [], 0
+    for raw_start, line in kept_lines(raw, title):
+        mapping.append((position, raw_start))
+        position += len(line) + len(PARAGRAPH_BREAK)
+    return mapping

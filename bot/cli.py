@@ -327,33 +327,76 @@ def sources(ctx: typer.Context) -> None:
 def evaluate_command(
     ctx: typer.Context,
     questions: Annotated[
-        Path, typer.Argument(help="Question file in the ../shared/eval format (JSON lines).")
-    ],
+        Path | None, typer.Argument(help="Question file in the ../shared/eval format (JSON lines).")
+    ] = None,
     k: TopK = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    squad: Annotated[
+        Path | None,
+        typer.Option(help="Evaluate retrieval on a SQuAD kit folder instead (../shared/external/squad)."),
+    ] = None,
+    sample: Annotated[
+        int | None, typer.Option(min=1, help="With --squad: a fixed random sample of N questions.")
+    ] = None,
+    squad_index: Annotated[
+        Path, typer.Option(help="With --squad: where the kit's index is built and kept.")
+    ] = Path(".squad-index"),
 ) -> None:
-    """Measure answer quality on a question file: hit@k, MRR@10, quotes, abstention."""
-    from bot.evaluate import evaluate, read_questions
-
-    items = read_questions(questions)
-    engine = _engine(ctx)
-    report = evaluate(
-        items,
-        ask=lambda q: engine.answer(q, k),
-        retrieve=lambda q: [hit.passage.text for hit in engine.retrieve(q, 10)],
-        source_text=lambda path: Path(path).read_text(encoding="utf-8"),
-    )
+    """Measure answer quality on a question file: hit@k, MRR@10, quotes, abstention (or --squad)."""
+    if squad is not None:
+        report = _evaluate_squad(ctx.obj, squad, sample, squad_index)
+    elif questions is not None:
+        report = _evaluate_questions(ctx, questions, k)
+    else:
+        raise BadInputError("give a question file, or --squad DIR")
+    data = report.to_dict()
     if as_json:
-        out.print(json.dumps(report.to_dict()), markup=False)
+        out.print(json.dumps(data), markup=False)
         return
-    for key, value in report.to_dict().items():
+    for key, value in data.items():
         if key == "misses":
             for miss in value:  # type: ignore[attr-defined]
                 out.print(f"  miss: {miss}", markup=False)
         else:
             out.print(
-                f"{key:>22}: {value:.3f}" if isinstance(value, float) else f"{key:>22}: {value}", markup=False
+                f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}", markup=False
             )
+
+
+def _evaluate_questions(ctx: typer.Context, questions: Path, k: int):  # type: ignore[no-untyped-def]
+    from bot.evaluate import evaluate, read_questions
+
+    items = read_questions(questions)
+    engine = _engine(ctx)
+    return evaluate(
+        items,
+        ask=lambda q: engine.answer(q, k),
+        retrieve=lambda q: [hit.passage.text for hit in engine.retrieve(q, 10)],
+        source_text=lambda path: Path(path).read_text(encoding="utf-8"),
+    )
+
+
+def _evaluate_squad(settings: Settings, kit: Path, sample: int | None, index: Path):  # type: ignore[no-untyped-def]
+    from bot.answer import open_engine
+    from bot.evaluate import FileSpans, evaluate_squad, read_squad
+    from bot.evaluate import sample as take_sample
+
+    questions = take_sample(read_squad(kit), sample)
+    kit_settings = settings.model_copy(update={"corpus": kit / "articles", "index": index})
+    engine = open_engine(kit_settings, notify=_notify, progress=err.is_terminal)
+    spans = FileSpans()
+    paths = {record.id: record.path for record in engine.index.manifest.articles.values()}
+
+    def retrieve(question: str) -> list[tuple[str, int, int, str]]:
+        results = []
+        for hit in engine.retrieve(question, 10):
+            path = paths[hit.passage.article_id]
+            start, end = spans.span(path, hit.passage.start, hit.passage.end)
+            results.append((Path(path).name, start, end, hit.passage.text))
+        return results
+
+    lengths = [len(p.text) for p in engine.index.passages]
+    return evaluate_squad(questions, retrieve, len(lengths), sum(lengths) / max(len(lengths), 1))
 
 
 def main() -> None:

@@ -160,3 +160,114 @@ def sample(items: list, n: int | None, seed: int = 13) -> list:  # type: ignore[
     if n is None or n >= len(items):
         return items
     return random.Random(seed).sample(items, n)
+
+
+@dataclass(frozen=True)
+class SquadQuestion:
+    id: str
+    question: str
+    answers: tuple[str, ...]
+    article: str
+    start: int
+    end: int
+
+
+def read_squad(kit: Path) -> list[SquadQuestion]:
+    """The SQuAD kit's questions.jsonl (gold paragraph as character offsets into its article file)."""
+    path = kit / "questions.jsonl"
+    if not path.is_file():
+        raise BadInputError(f"{kit}: not a SQuAD kit (no questions.jsonl)")
+    items = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            r = json.loads(line)
+            items.append(
+                SquadQuestion(
+                    r["id"],
+                    r["question"],
+                    tuple(r["answers"]),
+                    r["article"],
+                    r["para_char_start"],
+                    r["para_char_end"],
+                )
+            )
+    return items
+
+
+class FileSpans:
+    """Maps a passage (offsets in an article's cleaned text) back to character offsets in its file."""
+
+    def __init__(self) -> None:
+        self._maps: dict[str, tuple[int, list[tuple[int, int]]]] = {}
+
+    def span(self, path: str, start: int, end: int) -> tuple[int, int]:
+        body_offset, mapping = self._map(path)
+        return body_offset + self._to_raw(mapping, start), body_offset + self._to_raw(mapping, end - 1) + 1
+
+    def _map(self, path: str) -> tuple[int, list[tuple[int, int]]]:
+        if path not in self._maps:
+            from bot.clean import raw_offsets
+            from bot.corpus import parse_article
+
+            data = Path(path).read_bytes()
+            article = parse_article(Path(path), data)
+            text = data.decode("utf-8-sig")
+            self._maps[path] = (len(text) - len(article.raw), raw_offsets(article.raw, article.title))
+        return self._maps[path]
+
+    @staticmethod
+    def _to_raw(mapping: list[tuple[int, int]], offset: int) -> int:
+        clean_start, raw_start = max((m for m in mapping if m[0] <= offset), default=(0, 0))
+        return raw_start + offset - clean_start
+
+
+@dataclass(frozen=True)
+class SquadReport:
+    questions: int
+    passages: int
+    mean_passage_chars: float
+    r_at_1: float
+    r_at_5: float
+    r_at_10: float
+    mrr_at_10: float
+    answer_recall_at_5: float
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def evaluate_squad(
+    questions: list[SquadQuestion],
+    retrieve: Callable[[str], list[tuple[str, int, int, str]]],
+    passages: int,
+    mean_passage_chars: float,
+) -> SquadReport:
+    """Passage retrieval on the SQuAD kit: a hit when a returned passage overlaps the gold paragraph.
+
+    `retrieve(question)` gives the top 10 as (article file name, file start, file end, passage text).
+    """
+    ranks, answer_hits = [], []
+    for q in questions:
+        results = retrieve(q.question)[:10]
+        rank = next(
+            (
+                i
+                for i, (name, s, e, _) in enumerate(results, 1)
+                if name == q.article and s < q.end and e > q.start
+            ),
+            None,
+        )
+        ranks.append(rank)
+        wanted = [a.lower() for a in q.answers]
+        answer_hits.append(any(w in text.lower() for _, _, _, text in results[:5] for w in wanted))
+    n = len(questions) or 1
+    return SquadReport(
+        questions=len(questions),
+        passages=passages,
+        mean_passage_chars=mean_passage_chars,
+        r_at_1=sum(r == 1 for r in ranks) / n,
+        r_at_5=sum(r is not None and r <= 5 for r in ranks) / n,
+        r_at_10=sum(r is not None for r in ranks) / n,
+        mrr_at_10=sum(1 / r for r in ranks if r) / n,
+        answer_recall_at_5=sum(answer_hits) / n,
+    )
