@@ -131,6 +131,19 @@ def terms(text: str) -> list[str]:
     return _stemmer().stemWords(words)
 
 
+@functools.lru_cache(maxsize=65536)
+def term_set(text: str) -> frozenset[str]:
+    """`terms` as a set, cached: the same sentences are scored again and again."""
+    return frozenset(terms(text))
+
+
+def coverage(question_terms: frozenset[str], text: str) -> float:
+    """Share of the question's content words that occur in the text (0 when the question has none)."""
+    if not question_terms:
+        return 0.0
+    return len(question_terms & term_set(text)) / len(question_terms)
+
+
 class LexicalIndex:
     """BM25 (Lucene variant) over passage texts."""
 

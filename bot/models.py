@@ -61,7 +61,9 @@ class Hit:
     row: int
     score: float
     dense: float
+    sentence: float
     lexical: float
+    coverage: float
 
 
 @dataclass(frozen=True)

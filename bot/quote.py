@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bot.lexical import terms
+from bot.lexical import coverage
 from bot.models import Passage, Sentence
 
 # Sentences shorter than this many words say too little alone ("They added:"); quote the next too.
@@ -23,18 +23,11 @@ class Quote:
     score: float
 
 
-def coverage(question_terms: set[str], text: str) -> float:
-    """Share of the question's content words that occur in the text (0 when it has none)."""
-    if not question_terms:
-        return 0.0
-    return len(question_terms & set(terms(text))) / len(question_terms)
-
-
 def choose_quote(
     passage: Passage,
     sentence_vectors: np.ndarray,
     query_vector: np.ndarray,
-    question_terms: set[str],
+    question_terms: frozenset[str],
     lexical_weight: float = 0.3,
 ) -> Quote:
     """The passage's best sentence for the question: cosine similarity plus word overlap.
