@@ -7,16 +7,16 @@ passage or sentence whose text is unchanged, so only new or edited text reaches 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from bot import store
 from bot.chunk import chunk
-from bot.corpus import corpus_hashes, read_corpus
+from bot.corpus import article_files, content_hash, corpus_hashes, parse_article, read_corpus
 from bot.embed import Embedder
-from bot.errors import BadInputError, IndexError_
+from bot.errors import ArticleError, BadInputError, IndexError_
 from bot.lexical import LexicalIndex
 from bot.models import Article, Passage
 
@@ -71,73 +71,294 @@ def update_index(
     full: bool = False,
     progress: bool = False,
 ) -> UpdateReport:
-    """Bring the index in line with the corpus; with `full`, rebuild it without reusing anything."""
+    """Bring the index in line with the corpus; with `full`, rebuild it without reusing anything.
+
+    An update reads, chunks and embeds only new and changed articles; the passages, vectors and
+    FAISS entries of unchanged ones are carried over from the live index as they are.
+    """
     if chunk_tokens > embedder.max_tokens:
         raise BadInputError(
             f"--chunk-tokens {chunk_tokens} is more than the model reads ({embedder.max_tokens} word pieces)"
         )
+    settings = _Chunking(chunk_tokens, chunk_overlap, exact_limit)
     with store.write_lock(index_dir):
+        files = {path.stem: path for path in article_files(corpus_dir)}
+        hashes = {i: content_hash(path.read_bytes()) for i, path in files.items()}
         previous = None if full else _reusable(index_dir, embedder)
-        articles = read_corpus(corpus_dir)
-        hashes = corpus_hashes(corpus_dir)
-        parsed = {a.id for a in articles}
-        skipped = {i: h for i, h in hashes.items() if i not in parsed}
+        if previous is None:
+            return _build(corpus_dir, index_dir, embedder, hashes, settings, progress)
+        return _update(previous, index_dir, embedder, files, hashes, settings, progress)
 
-        passages: list[Passage] = []
-        per_article: dict[str, int] = {}
-        for article in articles:
-            pieces = chunk(article, chunk_tokens, chunk_overlap, embedder.count_tokens)
-            per_article[article.id] = len(pieces)
-            passages.extend(pieces)
 
-        sentence_texts, sentence_rows = _sentence_table(passages)
-        cache = _vector_cache(previous)
-        passage_texts = [p.text for p in passages]
-        todo = sorted({t for t in passage_texts + sentence_texts if t not in cache})
-        log.info(
-            "embedding %d new texts, reusing %d",
-            len(todo),
-            len(passage_texts) + len(sentence_texts) - len(todo),
-        )
-        if todo:
-            vectors = embedder.encode(todo, progress=progress)
-            cache.update(zip(todo, vectors, strict=True))
+@dataclass(frozen=True)
+class _Chunking:
+    tokens: int
+    overlap: int
+    exact_limit: int
 
-        dim = embedder.dimension
-        passage_vectors = _stack([cache[t] for t in passage_texts], dim)
-        sentence_vectors = _stack([cache[t] for t in sentence_texts], dim)
-        manifest = store.Manifest(
-            format_version=store.FORMAT_VERSION,
-            model=embedder.name,
-            dimension=dim,
-            chunk_tokens=chunk_tokens,
-            chunk_overlap=chunk_overlap,
-            search="hnsw" if len(passages) > exact_limit else "exact",
-            passages=len(passages),
-            sentences=len(sentence_texts),
-            articles={a.id: _record(a, per_article[a.id]) for a in articles},
-            skipped=skipped,
-        )
-        store.save(
-            index_dir,
-            manifest,
-            passages,
-            sentence_rows,
-            passage_vectors,
-            sentence_vectors,
-            LexicalIndex.build(passage_texts),
-            exact_limit,
-        )
-    old_hashes = previous.manifest.hashes() if previous else {}
+
+def _build(
+    corpus_dir: Path,
+    index_dir: Path,
+    embedder: Embedder,
+    hashes: dict[str, str],
+    settings: _Chunking,
+    progress: bool,
+) -> UpdateReport:
+    """A new index from every article, every text embedded in one call."""
+    articles = read_corpus(corpus_dir)
+    parsed = {a.id for a in articles}
+    skipped = {i: h for i, h in hashes.items() if i not in parsed}
+    passages, per_article = _chunk_all(articles, settings, embedder)
+    sentence_texts, sentence_rows = _sentence_table(passages)
+    passage_texts = [p.text for p in passages]
+    todo = sorted(set(passage_texts) | set(sentence_texts))
+    log.info("embedding %d texts", len(todo))
+    vectors = _encode(embedder, todo, progress)
+    row_of = {text: row for row, text in enumerate(todo)}
+    manifest = _manifest(embedder, settings, articles, per_article, skipped)
+    store.save(
+        index_dir,
+        manifest,
+        passages,
+        sentence_rows,
+        _gather(vectors, [row_of[t] for t in passage_texts], embedder.dimension, np.float32),
+        _gather(vectors, [row_of[t] for t in sentence_texts], embedder.dimension, np.float16),
+        LexicalIndex.build(passage_texts),
+        settings.exact_limit,
+    )
     return UpdateReport(
         articles=len(articles),
         passages=len(passages),
-        added=tuple(sorted(set(hashes) - set(old_hashes))),
-        changed=tuple(sorted(i for i in hashes.keys() & old_hashes.keys() if hashes[i] != old_hashes[i])),
-        removed=tuple(sorted(set(old_hashes) - set(hashes))),
+        added=tuple(sorted(hashes)),
+        changed=(),
+        removed=(),
         skipped=tuple(sorted(skipped)),
         embedded=len(todo),
-        reused=len(set(passage_texts + sentence_texts)) - len(todo),
+        reused=0,
+    )
+
+
+def _update(
+    previous: store.Index,
+    index_dir: Path,
+    embedder: Embedder,
+    files: dict[str, Path],
+    hashes: dict[str, str],
+    settings: _Chunking,
+    progress: bool,
+) -> UpdateReport:
+    """A new version from the live one: unchanged articles carried over, the rest read and embedded."""
+    old = previous.manifest
+    same_chunking = (old.chunk_tokens, old.chunk_overlap) == (settings.tokens, settings.overlap)
+    kept_ids = [i for i, r in old.articles.items() if same_chunking and hashes.get(i) == r.hash]
+    still_skipped = {i: h for i, h in old.skipped.items() if hashes.get(i) == h}
+    to_read = sorted(set(hashes) - set(kept_ids) - set(still_skipped))
+    articles = _read(files, to_read)
+    parsed = {a.id for a in articles}
+    skipped = {**still_skipped, **{i: hashes[i] for i in to_read if i not in parsed}}
+    old_hashes = old.hashes()
+    changes = {
+        "added": tuple(sorted(set(hashes) - set(old_hashes))),
+        "changed": tuple(sorted(i for i in hashes.keys() & old_hashes.keys() if hashes[i] != old_hashes[i])),
+        "removed": tuple(sorted(set(old_hashes) - set(hashes))),
+        "skipped": tuple(sorted(skipped)),
+    }
+
+    block = old.article_rows()
+    keep = np.array([row for i in kept_ids for row in block[i]], dtype=np.int64)
+    passages, per_article = _chunk_all(articles, settings, embedder)
+    total = len(keep) + len(passages)
+    unchanged = not articles and len(keep) == old.passages and skipped == old.skipped and same_chunking
+    if unchanged and store.dense_settings(total, settings.exact_limit).kind == old.dense.kind:
+        log.info("the index is up to date")
+        return UpdateReport(articles=len(kept_ids), passages=old.passages, embedded=0, reused=0, **changes)
+
+    plan = _plan_reuse(previous, keep, passages)
+    log.info("embedding %d new texts", len(plan.todo))
+    embedded = dict(zip(plan.todo, _encode(embedder, plan.todo, progress), strict=True))
+    passage_vectors = plan.vectors([p.text for p in passages], embedded, embedder.dimension)
+    new_sentence_texts = list(plan.new_sentences)
+    sentence_vectors = plan.vectors(new_sentence_texts, embedded, embedder.dimension).astype(np.float16)
+    sentence_rows = plan.numbered_rows()
+
+    table = previous.passages
+    assert isinstance(table, store.PassageTable)
+    texts = [table.text(int(row)) for row in keep] + [p.text for p in passages]
+    kept_records = {i: _moved(old.articles[i], files[i]) for i in kept_ids}
+    manifest = _manifest(embedder, settings, articles, per_article, skipped, kept_records)
+    store.save_update(
+        index_dir,
+        previous,
+        manifest,
+        keep,
+        passages,
+        sentence_rows,
+        passage_vectors,
+        plan.keep_sentences,
+        sentence_vectors,
+        store.text_keys(new_sentence_texts),
+        LexicalIndex.build(texts),
+        settings.exact_limit,
+    )
+    return UpdateReport(
+        articles=len(manifest.articles),
+        passages=manifest.passages,
+        embedded=len(plan.todo),
+        reused=len(keep)
+        + len(plan.keep_sentences)
+        + len(passages)
+        + len(new_sentence_texts)
+        - len(plan.todo),
+        **changes,
+    )
+
+
+@dataclass
+class _Reuse:
+    """Which vectors of the live index a new version keeps, and which texts must be embedded.
+
+    A text the live index holds, as a passage or as a sentence, is never embedded again: its
+    vector is read back from the FAISS index or the sentence table.
+    """
+
+    previous: store.Index
+    live_passages: _KeyRows
+    live_sentences: _KeyRows
+    todo: list[str]  # texts to embed, each once
+    new_sentences: dict[str, int]  # sentence texts the live sentence table lacks → their order
+    refs: list[list[tuple[bool, int]]]  # per new passage: (is a live row, live row or new order)
+    keep_sentences: np.ndarray  # live sentence rows the new version keeps, increasing
+
+    def vectors(self, texts: list[str], embedded: dict[str, np.ndarray], dimension: int) -> np.ndarray:
+        """The vector of each text: just embedded, or the live index's own."""
+        out = np.zeros((len(texts), dimension), dtype=np.float32)
+        from_passages: dict[int, int] = {}
+        for n, text in enumerate(texts):
+            if text in embedded:
+                out[n] = embedded[text]
+            elif (row := self.live_passages.get(text)) is not None:
+                from_passages[n] = row
+            elif (row := self.live_sentences.get(text)) is not None:
+                # Stored as float16; renormalized so reused vectors are unit length like fresh ones.
+                vector = np.asarray(self.previous.sentence_vectors[row], dtype=np.float32)
+                out[n] = vector / max(float(np.linalg.norm(vector)), 1e-12)
+        if from_passages:
+            rows = np.array(list(from_passages.values()), dtype=np.int64)
+            out[list(from_passages)] = self.previous.vectors_of(rows)
+        return out
+
+    def numbered_rows(self) -> list[tuple[int, ...]]:
+        """Sentence rows of the new passages, numbered in the new version (kept rows first)."""
+        position = {int(r): i for i, r in enumerate(self.keep_sentences)}
+        base = len(self.keep_sentences)
+        return [tuple(position[r] if live else base + r for live, r in refs) for refs in self.refs]
+
+
+def _plan_reuse(previous: store.Index, keep: np.ndarray, passages: list[Passage]) -> _Reuse:
+    # Sentences of kept passages stay; so do those a new passage shares with the live index.
+    rows = previous.sentence_rows
+    assert isinstance(rows, store.RowTable)
+    kept_mask = np.zeros(len(rows), dtype=bool)
+    kept_mask[keep] = True
+    used = set(np.unique(rows.flat[np.repeat(kept_mask, np.diff(rows.offsets))]).tolist())
+    live_passages = _KeyRows(previous.passage_keys() if passages else None)
+    live_sentences = _KeyRows(previous.sentence_keys() if passages else None)
+
+    def known(text: str) -> bool:
+        return live_passages.get(text) is not None or live_sentences.get(text) is not None
+
+    todo: dict[str, None] = {}
+    new_sentences: dict[str, int] = {}
+    refs: list[list[tuple[bool, int]]] = []
+    for passage in passages:
+        if not known(passage.text):
+            todo[passage.text] = None
+        passage_refs = []
+        for text in passage.sentence_texts():
+            row = live_sentences.get(text)
+            if row is not None:
+                used.add(row)
+                passage_refs.append((True, row))
+                continue
+            passage_refs.append((False, new_sentences.setdefault(text, len(new_sentences))))
+            if not known(text):
+                todo[text] = None
+        refs.append(passage_refs)
+    keep_sentences = np.array(sorted(used), dtype=np.int64)
+    return _Reuse(previous, live_passages, live_sentences, sorted(todo), new_sentences, refs, keep_sentences)
+
+
+class _KeyRows:
+    """Text → row in a stored key table: finds the vectors of texts the live index already holds."""
+
+    def __init__(self, keys: np.ndarray | None) -> None:
+        self._rows: dict[bytes, int] = {}
+        if keys is not None:
+            data = np.ascontiguousarray(keys).tobytes()
+            width = store.KEY_BYTES
+            self._rows = {data[i * width : (i + 1) * width]: i for i in range(len(keys))}
+
+    def get(self, text: str) -> int | None:
+        return self._rows.get(store.text_key(text)) if self._rows else None
+
+
+def _encode(embedder: Embedder, texts: list[str], progress: bool) -> np.ndarray:
+    if not texts:
+        return np.zeros((0, embedder.dimension), dtype=np.float32)
+    return embedder.encode(texts, progress=progress)
+
+
+def _read(files: dict[str, Path], ids: list[str]) -> list[Article]:
+    """The articles with these ids, parsed and cleaned; unreadable ones skipped with a warning."""
+    articles = []
+    for article_id in ids:
+        path = files[article_id]
+        try:
+            articles.append(parse_article(path, path.read_bytes()))
+        except ArticleError as exc:
+            log.warning("skipping article: %s", exc)
+    return articles
+
+
+def _moved(record: store.ArticleRecord, path: Path) -> store.ArticleRecord:
+    # The same file, reached through another spelling of the corpus folder.
+    return record if record.path == str(path) else replace(record, path=str(path))
+
+
+def _chunk_all(
+    articles: list[Article], settings: _Chunking, embedder: Embedder
+) -> tuple[list[Passage], dict[str, int]]:
+    passages: list[Passage] = []
+    per_article: dict[str, int] = {}
+    for article in articles:
+        pieces = chunk(article, settings.tokens, settings.overlap, embedder.count_tokens)
+        per_article[article.id] = len(pieces)
+        passages.extend(pieces)
+    return passages, per_article
+
+
+def _manifest(
+    embedder: Embedder,
+    settings: _Chunking,
+    articles: list[Article],
+    per_article: dict[str, int],
+    skipped: dict[str, str],
+    kept: dict[str, store.ArticleRecord] | None = None,
+) -> store.Manifest:
+    # Kept articles first, in their row order, then the new ones: the manifest lists articles in row order.
+    records = {**(kept or {}), **{a.id: _record(a, per_article[a.id]) for a in articles}}
+    return store.Manifest(
+        format_version=store.FORMAT_VERSION,
+        model=embedder.name,
+        dimension=embedder.dimension,
+        chunk_tokens=settings.tokens,
+        chunk_overlap=settings.overlap,
+        search=store.EXACT,  # set by the store, with the dense index it writes
+        passages=sum(r.passages for r in records.values()),
+        sentences=0,
+        articles=records,
+        skipped=skipped,
     )
 
 
@@ -156,22 +377,6 @@ def _reusable(index_dir: Path, embedder: Embedder) -> store.Index | None:
     return previous
 
 
-def _vector_cache(previous: store.Index | None) -> dict[str, np.ndarray]:
-    """Text → stored vector, for every passage and sentence of the previous index."""
-    if previous is None:
-        return {}
-    cache: dict[str, np.ndarray] = {}
-    vectors = previous.passage_vectors()
-    for passage, vector in zip(previous.passages, vectors, strict=True):
-        cache[passage.text] = vector
-    for passage, rows in zip(previous.passages, previous.sentence_rows, strict=True):
-        for text, row in zip(passage.sentence_texts(), rows, strict=True):
-            # Stored as float16; renormalize so reused vectors are unit length like fresh ones.
-            vector = previous.sentence_vectors[row].astype(np.float32)
-            cache.setdefault(text, vector / max(float(np.linalg.norm(vector)), 1e-12))
-    return cache
-
-
 def _sentence_table(passages: list[Passage]) -> tuple[list[str], list[tuple[int, ...]]]:
     """Unique sentence texts, and for each passage the rows of its sentences in that table."""
     row_of: dict[str, int] = {}
@@ -181,10 +386,13 @@ def _sentence_table(passages: list[Passage]) -> tuple[list[str], list[tuple[int,
     return list(row_of), rows
 
 
-def _stack(vectors: list[np.ndarray], dimension: int) -> np.ndarray:
-    if not vectors:
-        return np.zeros((0, dimension), dtype=np.float32)
-    return np.vstack(vectors).astype(np.float32)
+def _gather(vectors: np.ndarray, rows: list[int], dimension: int, dtype: type) -> np.ndarray:
+    """vectors[rows] as `dtype`, converted in slices (a float16 table never exists in float32 whole)."""
+    out = np.zeros((len(rows), dimension), dtype=dtype)
+    step = 65536
+    for start in range(0, len(rows), step):
+        out[start : start + step] = vectors[rows[start : start + step]]
+    return out
 
 
 def _record(article: Article, passages: int) -> store.ArticleRecord:

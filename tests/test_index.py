@@ -171,3 +171,104 @@ def test_index_folder_copied_elsewhere_still_loads(built: Settings, tmp_path: Pa
     copy = tmp_path / "copied-index"
     shutil.copytree(built.index, copy)
     assert store.load(copy, FAKE_MODEL).manifest.passages > 0
+
+
+def test_update_reads_only_new_articles_and_keeps_faiss_ids(
+    built: Settings, fake_embedder: HashEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from bot import indexer
+
+    before = store.load(built.index, FAKE_MODEL)
+    old_ids = dict(zip([p.id for p in before.passages], before.ids.tolist(), strict=True))
+    removed = sorted(built.corpus.glob("*.md"))[0].stem
+    (built.corpus / f"{removed}.md").unlink()
+    (built.corpus / "new-article.md").write_text(NEW_ARTICLE, encoding="utf-8")
+    chunked: list[str] = []
+    real_chunk = indexer.chunk
+    monkeypatch.setattr(
+        indexer, "chunk", lambda article, *a: chunked.append(article.id) or real_chunk(article, *a)
+    )
+
+    _update(built, fake_embedder)
+
+    assert chunked == ["new-article"]  # unchanged articles are carried over, not re-read
+    after = store.load(built.index, FAKE_MODEL)
+    new_ids = dict(zip([p.id for p in after.passages], after.ids.tolist(), strict=True))
+    kept = {pid for pid in old_ids if not pid.startswith(removed + "@")}
+    assert {pid: new_ids[pid] for pid in kept} == {pid: old_ids[pid] for pid in kept}
+    added = [i for pid, i in new_ids.items() if pid.startswith("new-article@")]
+    assert added and min(added) > max(old_ids.values())
+    assert not any(pid.startswith(removed + "@") for pid in new_ids)
+    # Every kept passage still finds its own vector and its sentences' vectors.
+    for row, passage in enumerate(after.passages):
+        vector = fake_embedder.encode([passage.text])[0]
+        assert after.dense_scores(vector, np.array([row]))[0] == pytest.approx(1.0, abs=2e-3)
+        sentence_rows = list(after.sentence_rows[row])
+        expected = fake_embedder.encode(passage.sentence_texts())
+        assert np.allclose(after.sentence_vectors[sentence_rows], expected, atol=2e-3)
+
+
+def test_changed_chunking_rechunks_but_reuses_vectors(built: Settings, fake_embedder: HashEmbedder) -> None:
+    before = store.load(built.index, FAKE_MODEL)
+    known = {p.text for p in before.passages} | {s for p in before.passages for s in p.sentence_texts()}
+    fake_embedder.encoded.clear()
+    report = _update(built.model_copy(update={"chunk_tokens": 60}), fake_embedder)
+    index = store.load(built.index, FAKE_MODEL)
+    assert index.manifest.chunk_tokens == 60
+    # Re-chunked passages are new texts; every text the old index held keeps its vector.
+    assert report.embedded == len(fake_embedder.encoded) > 0
+    assert not set(fake_embedder.encoded) & known
+
+
+def test_passages_load_lazily_and_match_the_chunks(built: Settings) -> None:
+    index = store.load(built.index, FAKE_MODEL)
+    assert isinstance(index.passages, store.PassageTable)
+    listed = list(index.passages)
+    assert len(listed) == index.manifest.passages
+    assert index.passages[-1] == listed[-1] and index.passages[1:3] == listed[1:3]
+    with pytest.raises(IndexError):
+        index.passages[len(listed)]
+    for passage in listed[:3]:
+        assert passage.text[:20] in (built.corpus / f"{passage.article_id}.md").read_text(encoding="utf-8")
+
+
+def _brute_force(index: store.Index, query, k: int):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    vectors = index.passage_vectors()
+    return np.argsort(-(vectors @ query), kind="stable")[:k]
+
+
+@pytest.mark.parametrize("limit", [10_000, 10])
+def test_dense_search_matches_brute_force(built: Settings, fake_embedder: HashEmbedder, limit: int) -> None:
+    """Exact (float16) search below the limit, IVF above it: the same top passages here."""
+    settings = built.model_copy(update={"exact_search_limit": limit})
+    _update(settings, fake_embedder, full=True)
+    index = store.load(built.index, FAKE_MODEL)
+    assert index.manifest.search == (store.EXACT if limit > index.manifest.passages else store.APPROXIMATE)
+    for question in ["How many employees signed the letter?", "Palantir runs on AWS", "ICE deportations"]:
+        query = fake_embedder.encode([question])[0]
+        rows, scores = index.search_dense(query, 5)
+        assert set(rows.tolist()) == set(_brute_force(index, query, 5).tolist())
+        assert scores == pytest.approx(index.dense_scores(query, rows), abs=1e-4)
+
+
+def test_crossing_the_exact_limit_switches_the_dense_index(
+    built: Settings, fake_embedder: HashEmbedder
+) -> None:
+    passages = store.read_manifest(built.index).passages
+    settings = built.model_copy(update={"exact_search_limit": passages})
+    (built.corpus / "new-article.md").write_text(NEW_ARTICLE, encoding="utf-8")
+    fake_embedder.encoded.clear()
+    _update(settings, fake_embedder)
+    manifest = store.read_manifest(built.index)
+    assert manifest.search == store.APPROXIMATE and manifest.passages > passages
+    index = store.load(built.index, FAKE_MODEL)
+    new = [p for p in index.passages if p.article_id == "new-article"]
+    # The IVF index is built from the stored vectors: only the new article's text was embedded.
+    assert set(fake_embedder.encoded) <= {p.text for p in new} | {s for p in new for s in p.sentence_texts()}
+    query = fake_embedder.encode(["second letter about cloud contracts"])[0]
+    rows, _ = index.search_dense(query, 3)
+    assert index.passages[int(rows[0])].article_id == "new-article"
