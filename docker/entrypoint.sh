@@ -4,8 +4,8 @@
 #   1. seeding the corpus folder with the image's articles when it is empty (a new volume or an
 #      empty folder mounted over it), and the index folder with the image's index when it has none;
 #   2. updating the index when the articles changed since it was built (only new or changed
-#      articles are embedded). `index ...` commands and --help skip this step: they are the user's
-#      own index work.
+#      articles are embedded). `index ...` and `add` skip this step: they are the user's own index
+#      work (and `add` updates the index itself); --help skips both steps.
 # What this script says goes to stderr, so that `ask --json` keeps a clean stdout.
 set -eu
 
@@ -45,10 +45,15 @@ if [ "$wants_help" = false ]; then
         # The vectors of every unchanged article are reused by the update below.
         seed_folder "$seed/index" "$index" "index"
     fi
-    if [ "${1:-}" != index ] && ! protest-bot index status >/dev/null 2>&1; then
-        say "the index is not up to date with the articles: updating it"
-        protest-bot index update >&2
-    fi
+    case "${1:-}" in
+        index | add) ;; # the user's own index work; `add` updates the index itself
+        *)
+            if ! protest-bot index status >/dev/null 2>&1; then
+                say "the index is not up to date with the articles: updating it"
+                protest-bot index update >&2
+            fi
+            ;;
+    esac
 fi
 
 exec protest-bot "$@"

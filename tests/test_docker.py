@@ -361,6 +361,18 @@ def test_entrypoint_keeps_a_corpus_that_has_articles(tmp_path: Path, seed: Path)
     assert "removed: 000_9be7f01c49a02bb1" in result.stdout.replace("  ", "")
 
 
+def test_entrypoint_leaves_the_index_to_add(tmp_path: Path, seed: Path) -> None:
+    data = tmp_path / "data"
+    copy_corpus(data / "corpus")
+    (data / "corpus" / "000_9be7f01c49a02bb1.md").unlink()  # stale: an update would need the model
+    result = run_entrypoint(
+        data, seed, "add", "--no-update", str(EXTRA_ARTICLE), PROTEST_BOT_MODEL=FAKE_MODEL
+    )
+    assert result.returncode == 0, result.stderr
+    assert "updating" not in result.stderr
+    assert EXTRA_ARTICLE.name in articles_in(data / "corpus")
+
+
 def test_entrypoint_help_touches_nothing(tmp_path: Path, seed: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
