@@ -322,6 +322,47 @@ def sources(ctx: typer.Context) -> None:
         out.print(f"{n}. {source_label(source)}\n   {source_location(source)}", markup=False)
 
 
+@app.command()
+@handles_errors
+def telegram(
+    ctx: typer.Context,
+    api_base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Bot API server; the token is appended. For self-hosted servers and tests.",
+            envvar="TELEGRAM_API_BASE_URL",
+            show_default="https://api.telegram.org/bot",
+        ),
+    ] = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(help="Public https URL: a webhook instead of polling.", envvar="TELEGRAM_WEBHOOK_URL"),
+    ] = None,
+    webhook_listen: Annotated[
+        str | None,
+        typer.Option(
+            help="Webhook server address.", envvar="TELEGRAM_WEBHOOK_LISTEN", show_default="0.0.0.0"
+        ),
+    ] = None,
+    webhook_port: Annotated[
+        int | None,
+        typer.Option(help="Webhook server port.", envvar="TELEGRAM_WEBHOOK_PORT", show_default="8443"),
+    ] = None,
+    rate_limit: Annotated[
+        int | None,
+        typer.Option(
+            help="Questions per user per minute.", envvar="TELEGRAM_RATE_LIMIT_PER_MINUTE", show_default="20"
+        ),
+    ] = None,
+) -> None:
+    """Run the Telegram bot (token from TELEGRAM_BOT_TOKEN, secrets from the environment or .env)."""
+    from bot.telegram_app import run, telegram_settings
+
+    options = {"api_base_url": api_base_url, "webhook_url": webhook_url, "webhook_listen": webhook_listen}
+    tg = telegram_settings(**options, webhook_port=webhook_port, rate_limit_per_minute=rate_limit)
+    run(ctx.obj, tg)
+
+
 @app.command("eval")
 @handles_errors
 def evaluate_command(

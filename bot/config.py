@@ -56,6 +56,8 @@ class TelegramSettings(BaseSettings):
     # NoDecode: the environment gives "1,2,3", not JSON; the validator below parses it.
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     rate_limit_per_minute: int = Field(default=20, ge=1)
+    # All users together: protects the engine (two cores) from a crowd, not just from one user.
+    rate_limit_global_per_minute: int = Field(default=120, ge=1)
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_listen: str = "0.0.0.0"

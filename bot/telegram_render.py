@@ -107,10 +107,13 @@ def question_html(question: str) -> str:
     return f"<b>Q:</b> <i>{h(shorten(question, 300))}</i>"
 
 
-def answer_messages(citations: Sequence[Citation], heading: str | None = None) -> list[str]:
-    """The citations as numbered, quoted blocks, packed into messages."""
+def answer_messages(
+    citations: Sequence[Citation], heading: str | None = None, notes: Sequence[str] = ()
+) -> list[str]:
+    """The citations as numbered, quoted blocks, then the engine's notes (e.g. sources that disagree)."""
     blocks = [heading] if heading else []
     blocks += [fit(lambda budget, c=c: citation_html(c, budget)) for c in citations]
+    blocks += [f"<i>{h(shorten(note, 1000))}</i>" for note in notes]
     return pack(blocks)
 
 
