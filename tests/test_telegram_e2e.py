@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -444,6 +445,41 @@ def test_a_failing_handler_is_logged_and_the_user_told(
     failures = [r for r in caplog.records if r.name == "bot.telegram_app" and r.levelno == logging.ERROR]
     assert failures and failures[0].exc_info is not None
     assert "Traceback" not in told.result["text"]
+    assert api.rejected() == []
+
+
+# --- concurrency --------------------------------------------------------------------------------
+
+
+class GatedEngine:
+    """The real engine, except that a question with "slowly" in it waits at a gate in the engine."""
+
+    def __init__(self, engine: Engine, gate: threading.Event) -> None:
+        self.engine, self.gate = engine, gate
+
+    def sources(self) -> list[Any]:
+        return self.engine.sources()
+
+    def answer(self, question: str, k: int = 3) -> Any:
+        if "slowly" in question and not self.gate.wait(30):
+            raise TimeoutError("the gate was never opened")
+        return self.engine.answer(question, k)
+
+
+def test_a_slow_question_does_not_hold_up_others(
+    api: FakeBotApi, start_bot: Callable[..., BotThread], real_engine: Engine
+) -> None:
+    gate = threading.Event()
+    start_bot(engine=GatedEngine(real_engine, gate))
+    mark = api.mark()
+    api.send_text("Answer slowly: what does Palantir run on?")
+    api.send_text(BEZOS, chat=BOB_PRIVATE, user=BOB)
+    (fast,) = reply_to(api, BOB_PRIVATE, mark)  # answered while the first question is still in the engine
+    assert "Bezos" in fast.result["text"]
+    assert api.sent_to(PRIVATE["id"], mark) == []
+    gate.set()
+    (slow,) = reply_to(api, PRIVATE, mark)
+    assert "Palantir" in slow.result["text"] and slow.at > fast.at
     assert api.rejected() == []
 
 
