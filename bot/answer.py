@@ -8,20 +8,21 @@ sentence in several outlets into one citation.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from bot import store
+from bot.cite import Group, conflicting_sentence, disagree, shared_wording, stated_figures
 from bot.config import Settings
 from bot.embed import Embedder, load_embedder
 from bot.errors import BadInputError, IndexMissingError
+from bot.followup import resolve_followup
 from bot.indexer import Freshness, freshness, update_index
 from bot.lexical import terms
 from bot.models import Answer, Citation, Hit, Source
-from bot.quote import Quote, choose_quote
+from bot.quote import choose_quote
 from bot.search import FusionWeights, hybrid_search
 
 log = logging.getLogger(__name__)
@@ -81,49 +82,88 @@ class Engine:
         query_vector = self.embedder.encode([question])[0]
         return hybrid_search(self.index, query_vector, question, k, self.weights)
 
-    def answer(self, question: str, k: int = 3) -> Answer:
-        """Up to `k` citations that answer the question, or an abstention."""
+    def answer(self, question: str, k: int = 3, previous: Answer | None = None) -> Answer:
+        """Up to `k` citations that answer the question, or an abstention.
+
+        With `previous` (the last answer in a conversation), a question that refers back to it
+        ("how many signed it?") is searched together with the question it follows.
+        """
         question = validate_question(question)
-        query_vector = self.embedder.encode([question])[0]
-        hits = hybrid_search(self.index, query_vector, question, max(k * 4, 12), self.weights)
-        question_terms = frozenset(terms(question))
+        query = resolve_followup(question, previous.query if previous else None)
+        query_vector = self.embedder.encode([query])[0]
+        hits = hybrid_search(self.index, query_vector, query, max(k * 4, 12), self.weights)
         if not hits or self.abstention.declines(hits):
-            return Answer(question=question, abstained=True, answer=NOT_COVERED, citations=())
-        citations = self._citations(hits, query_vector, question_terms, k)
+            return Answer(question=question, abstained=True, answer=NOT_COVERED, citations=(), query=query)
+        groups = self._groups(hits, query_vector, frozenset(terms(query)), k)
+        citations = [self._citation(n, group) for n, group in enumerate(groups, start=1)]
+        notes = tuple(_disagreements(groups))
         return Answer(
-            question=question, abstained=False, answer=_summary(citations), citations=tuple(citations)
+            question=question,
+            abstained=False,
+            answer=" ".join([_summary(citations), *notes]),
+            citations=tuple(citations),
+            notes=notes,
+            query=query,
         )
 
-    def _citations(
+    def _groups(
         self, hits: list[Hit], query_vector: np.ndarray, question_terms: frozenset[str], k: int
-    ) -> list[Citation]:
-        groups: list[tuple[Quote, list[Hit]]] = []
-        seen_spans: set[tuple[str, int, int]] = set()
+    ) -> list[Group]:
+        """The best `k` statements among the hits, each with every article that prints it, plus any
+        statement of another article that gives different figures for the first one."""
+        groups: list[Group] = []
+        seen: set[tuple[str, int, int]] = set()
         for hit in hits:
             rows = list(self.index.sentence_rows[hit.row])
             quote = choose_quote(hit.passage, self.index.sentence_vectors[rows], query_vector, question_terms)
             span = (hit.passage.article_id, quote.start, quote.end)
-            if span in seen_spans:  # overlapping passages of one article quoting the same sentence
+            if span in seen:  # overlapping passages of one article quoting the same sentence
                 continue
-            seen_spans.add(span)
-            same = next((g for g in groups if _carries(hit.passage.text, g[0].text)), None)
-            if same is not None:
-                if all(h.passage.article_id != hit.passage.article_id for h in same[1]):
-                    same[1].append(hit)
+            seen.add(span)
+            if self._corroborates(groups, hit):
                 continue
             if len(groups) < k:
-                groups.append((quote, [hit]))
-        return [
-            Citation(
-                n=n,
-                passage=group[0].passage.text,
-                quote=quote.text,
-                score=round(group[0].score, 4),
-                sources=tuple(_source(self.index.manifest.articles[h.passage.article_id]) for h in group),
-                passage_id=group[0].passage.id,
-            )
-            for n, (quote, group) in enumerate(groups, start=1)
-        ]
+                groups.append(Group(quote, [hit]))
+        if groups and not any(disagree(groups[0].quote.text, g.quote.text) for g in groups[1:]):
+            conflict = conflicting_sentence(groups[0], hits)
+            if conflict is not None:
+                groups.append(Group(conflict[1], [conflict[0]]))
+        return groups
+
+    @staticmethod
+    def _corroborates(groups: list[Group], hit: Hit) -> bool:
+        """Add the hit's article to a group whose statement it prints too; True if it did (or had)."""
+        for group in groups:
+            shared = shared_wording(group.quote, hit)
+            if shared is None:
+                continue
+            if hit.passage.article_id not in group.articles:
+                group.quote = shared
+                group.hits.append(hit)
+            return True
+        return False
+
+    def _citation(self, n: int, group: Group) -> Citation:
+        first = group.hits[0]
+        return Citation(
+            n=n,
+            passage=first.passage.text,
+            quote=group.quote.text,
+            score=round(first.score, 4),
+            sources=tuple(_source(self.index.manifest.articles[h.passage.article_id]) for h in group.hits),
+            passage_id=first.passage.id,
+        )
+
+
+def _disagreements(groups: list[Group]) -> list[str]:
+    """A note for each pair of citations that give different figures for the same fact."""
+    notes = []
+    for i, a in enumerate(groups, start=1):
+        for j, b in enumerate(groups[i:], start=i + 1):
+            if not (a.articles & b.articles) and disagree(a.quote.text, b.quote.text):
+                fa, fb = ", ".join(stated_figures(a.quote.text)), ", ".join(stated_figures(b.quote.text))
+                notes.append(f"The sources give different figures: {fa} in [{i}], {fb} in [{j}].")
+    return notes
 
 
 def validate_question(question: str) -> str:
@@ -138,17 +178,6 @@ def validate_question(question: str) -> str:
             f"the question is too long ({len(cleaned)} characters; the limit is {MAX_QUESTION_CHARS})"
         )
     return cleaned
-
-
-_WHITE = re.compile(r"\s+")
-
-
-def _carries(passage: str, quote: str) -> bool:
-    """The passage prints the quote word for word (white space aside): the same statement, reported again.
-
-    Only then can one citation list both sources, since its quote must be verbatim in each.
-    """
-    return _WHITE.sub("", quote) in _WHITE.sub("", passage)
 
 
 def _summary(citations: list[Citation]) -> str:

@@ -170,10 +170,10 @@ def _ask_stream(ctx: typer.Context, k: int) -> None:
 @handles_errors
 def chat(ctx: typer.Context, k: TopK = 3) -> None:
     """Ask questions one after another (type exit, or press Ctrl-D, to quit)."""
-    from bot.errors import BadInputError as QuestionError
     from bot.render import answer_markup
 
     engine = _engine(ctx)
+    previous = None  # the last answer, so "how many signed it?" is read with the question before
     out.print(
         "[bold]Ask about the June 2018 Amazon employee protest.[/bold] Type exit or press Ctrl-D to quit."
     )
@@ -188,8 +188,9 @@ def chat(ctx: typer.Context, k: TopK = 3) -> None:
         if not question.strip():
             continue
         try:
-            out.print(answer_markup(engine.answer(question, k)))
-        except QuestionError as exc:
+            previous = engine.answer(question, k, previous=previous)
+            out.print(answer_markup(previous))
+        except BadInputError as exc:
             err.print(f"error: {exc}", markup=False)
 
 

@@ -99,3 +99,5 @@ class Answer:
     answer: str
     citations: tuple[Citation, ...]
     notes: tuple[str, ...] = ()
+    # The text actually searched: the question, or with a follow-up, the question it follows too.
+    query: str = ""

@@ -62,6 +62,7 @@ def answer_markup(answer: Answer) -> str:
     if answer.abstained:
         return f"[bold]{escape(answer.answer)}[/bold]\n[dim]{escape(NOT_COVERED_HINT)}[/dim]"
     blocks = [_citation_markup(c) for c in answer.citations]
+    blocks += [f"[bold magenta]Note:[/bold magenta] {escape(note)}" for note in answer.notes]
     return "\n\n".join(blocks)
 
 
