@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit
 from pydantic import ValidationError
 from telegram import (
     BotCommand,
+    CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InlineQueryResultArticle,
@@ -71,6 +72,8 @@ COMMANDS = (
 TOKEN_SHAPE = re.compile(r"\d{1,20}:[A-Za-z0-9_-]{30,100}")
 # Telegram's rule for setWebhook's secret_token.
 WEBHOOK_SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+# Only what the handlers use: Telegram then does not send edits, member changes and the like at all.
+ALLOWED_UPDATES = ("message", "inline_query", "callback_query")
 MAX_INLINE_RESULTS = 50
 INLINE_CACHE_SECONDS = 300
 TYPING_RENEW_SECONDS = 4.5  # Telegram shows "typing…" for 5 s
@@ -560,7 +563,7 @@ class Handlers:
             return
         await self.more(query, shown, data.key, message)
 
-    async def more(self, query: Any, shown: state.Shown, key: str, message: Message | None) -> None:
+    async def more(self, query: CallbackQuery, shown: state.Shown, key: str, message: Message | None) -> None:
         """The next page of citations of a remembered answer, as a new message."""
         start = shown.shown
         page = shown.answer.citations[start : start + self.page]
@@ -695,10 +698,10 @@ def run(settings: Settings, tg: TelegramSettings) -> None:
         if tg.webhook_url:
             options = webhook_options(tg)
             log.info("starting: webhook %s on %s:%s", tg.webhook_url, tg.webhook_listen, tg.webhook_port)
-            app.run_webhook(**options, allowed_updates=Update.ALL_TYPES)
+            app.run_webhook(**options, allowed_updates=list(ALLOWED_UPDATES))
         else:
             log.info("starting: long polling %s", where)
-            app.run_polling(allowed_updates=Update.ALL_TYPES)
+            app.run_polling(allowed_updates=list(ALLOWED_UPDATES))
     except InvalidToken:
         raise TelegramStartError(
             f"the Bot API at {where} rejected TELEGRAM_BOT_TOKEN: check it with @BotFather"

@@ -153,4 +153,5 @@ def test_the_command_answers_a_conforming_server(real_settings: Settings, api: F
     assert TOKEN not in out + err
     assert "Traceback" not in err
     assert "is ready" in err, "the start-up is logged"
+    assert api.allowed_updates == ["message", "inline_query", "callback_query"]
     assert api.rejected() == []
