@@ -474,10 +474,11 @@ class Handlers:
         if answer.abstained:
             await message.reply_html(render.not_covered_html(answer, heading), do_quote=quote)
             return
-        first = answer.citations[: self.page]
-        key = self.state.answers.add(answer, shown=len(first))
-        more = len(answer.citations) > len(first)
-        await self.send_citations(message, first, key, more, quote, heading, answer.notes)
+        key = self.state.answers.add(answer)
+        shown = self.state.answers.get(key)
+        assert shown is not None
+        page, notes = shown.next_page(self.page)
+        await self.send_citations(message, page, key, shown.more, quote, heading, notes)
 
     async def send_citations(
         self,
@@ -555,7 +556,7 @@ class Handlers:
         if data.action == state.VOTE:
             if shown.votes.get(query.from_user.id) != data.value:
                 shown.votes[query.from_user.id] = data.value
-                cited = ",".join(c.passage_id for c in shown.answer.citations[: shown.shown])
+                cited = ",".join(c.passage_id for c in shown.answer.citations if c.n in shown.shown)
                 feedback_log.info(
                     "feedback %s question=%r cited=%s", data.value, shown.answer.question, cited
                 )
@@ -565,15 +566,14 @@ class Handlers:
 
     async def more(self, query: CallbackQuery, shown: state.Shown, key: str, message: Message | None) -> None:
         """The next page of citations of a remembered answer, as a new message."""
-        start = shown.shown
-        page = shown.answer.citations[start : start + self.page]
-        if not page or not isinstance(message, Message):
-            await query.answer("That's all the articles say about it." if not page else "Please ask again.")
+        if not shown.more or not isinstance(message, Message):
+            await query.answer(
+                "That's all the articles say about it." if not shown.more else "Please ask again."
+            )
             return
-        shown.shown = start + len(page)  # before any await, so a double tap cannot show a page twice
-        more = shown.shown < len(shown.answer.citations)
+        page, notes = shown.next_page(self.page)  # before any await, so a double tap cannot repeat a page
         await query.answer()
-        await self.send_citations(message, page, key, more, quote=False)
+        await self.send_citations(message, page, key, shown.more, False, None, notes)
         try:
             await query.edit_message_reply_markup(answer_keyboard(key, more=False))
         except BadRequest as exc:  # e.g. the old message is gone or already updated

@@ -3,13 +3,14 @@ buttons, and the compact callback data those buttons carry. Plain Python; no tel
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot.models import Answer
+from bot.models import Answer, Citation
 
 # Telegram refuses a button whose callback_data is longer than this (BUTTON_DATA_INVALID).
 CALLBACK_DATA_LIMIT = 64
@@ -96,13 +97,47 @@ def _refill(bucket: _Bucket, per_minute: int, now: float) -> None:
 # --- answers behind buttons ---------------------------------------------------------------------
 
 
+_CITATION_REF = re.compile(r"\[(\d+)\]")
+
+
 @dataclass
 class Shown:
-    """An answer sent to a chat, and how many of its citations have been shown."""
+    """An answer sent to a chat: which citations and notes have been shown, and who voted how."""
 
     answer: Answer
-    shown: int
+    shown: set[int] = field(default_factory=set)
+    notes_shown: set[int] = field(default_factory=set)
     votes: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def more(self) -> bool:
+        """Whether some citations have not been shown yet."""
+        return any(c.n not in self.shown for c in self.answer.citations)
+
+    def next_page(self, size: int) -> tuple[list[Citation], list[str]]:
+        """The next `size` citations not yet shown, and marks them shown.
+
+        A note that compares citations ("different figures: 3,100 in [1], 4,000 in [10]") brings the
+        citations it names onto the page of the first of them, and is shown once all are visible.
+        """
+        by_number = {c.n: c for c in self.answer.citations}
+        page = {n for n in by_number if n not in self.shown}
+        page = set(sorted(page)[:size])
+        for note in self.answer.notes:
+            named = _named(note, by_number)
+            if named & page:
+                page |= named - self.shown
+        self.shown |= page
+        notes = []
+        for i, note in enumerate(self.answer.notes):
+            if i not in self.notes_shown and _named(note, by_number) <= self.shown:
+                self.notes_shown.add(i)
+                notes.append(note)
+        return [by_number[n] for n in sorted(page)], notes
+
+
+def _named(note: str, by_number: dict[int, Citation]) -> set[int]:
+    return {int(n) for n in _CITATION_REF.findall(note) if int(n) in by_number}
 
 
 class AnswerStore:
@@ -116,12 +151,12 @@ class AnswerStore:
         self.capacity = capacity
         self._items: OrderedDict[str, Shown] = OrderedDict()
 
-    def add(self, answer: Answer, shown: int) -> str:
+    def add(self, answer: Answer) -> str:
         """Remember an answer; returns its key."""
         key = secrets.token_urlsafe(6)
         while key in self._items:
             key = secrets.token_urlsafe(6)
-        self._items[key] = Shown(answer, shown)
+        self._items[key] = Shown(answer)
         while len(self._items) > self.capacity:
             self._items.popitem(last=False)
         return key

@@ -19,6 +19,7 @@ import pytest
 from bot.answer import Engine, open_engine
 from bot.config import Settings, TelegramSettings
 from bot.telegram_app import EXAMPLES, build_application, webhook_options
+from bot.telegram_state import Shown
 from tests.fake_bot_api import (
     ADMIN,
     ADMIN_PRIVATE,
@@ -297,11 +298,14 @@ def test_inline_query_without_words_gets_no_results(api: FakeBotApi, bot: BotThr
 def test_more_shows_the_next_citations_and_drops_its_button(
     api: FakeBotApi, bot: BotThread, real_engine: Engine
 ) -> None:
-    expected = real_engine.answer(PALANTIR, 9)
-    assert len(expected.citations) > 3, "precondition: the answer has a second page"
+    expected = Shown(real_engine.answer(PALANTIR, 9))
+    first_page, _ = expected.next_page(3)
+    second_page, _ = expected.next_page(3)
+    assert second_page, "precondition: the answer has a second page"
     mark = api.mark()
     api.send_text(PALANTIR)
     (first,) = reply_to(api, PRIVATE, mark)
+    assert all(squash(c.quote) in squash(first.result["text"]) for c in first_page)
     more = buttons(first.result)["More"]
     assert len(more.encode()) <= 64
 
@@ -309,12 +313,31 @@ def test_more_shows_the_next_citations_and_drops_its_button(
     query_id = api.press(first.result, more)
     (page,) = reply_to(api, PRIVATE, mark)
     text = squash(page.result["text"])
-    assert "[4]" in text and "[1]" not in text
-    assert squash(expected.citations[3].quote) in text
+    for citation in second_page:
+        assert f"[{citation.n}]" in text and squash(citation.quote) in text
+    assert "[1]" not in text
     (edit,) = api.wait_for("editMessageReplyMarkup", since=mark)
     assert edit.ok and "More" not in buttons(api.message_now(PRIVATE["id"], first.result["message_id"]) or {})
     assert api.query_answer(query_id) is not None
-    assert ("More" in buttons(page.result)) == (len(expected.citations) > 6)
+    assert ("More" in buttons(page.result)) == expected.more
+    assert api.rejected() == []
+
+
+def test_notes_come_with_the_citations_they_compare(
+    api: FakeBotApi, bot: BotThread, real_engine: Engine
+) -> None:
+    question = "How many employees signed the letter?"
+    expected = Shown(real_engine.answer(question, 9))
+    citations, notes = expected.next_page(3)
+    assert expected.answer.notes and notes, "precondition: the engine notes figures that differ"
+    mark = api.mark()
+    api.send_text(question)
+    (reply,) = reply_to(api, PRIVATE, mark)
+    text = squash(reply.result["text"])
+    for citation in citations:
+        assert f"[{citation.n}]" in text
+    for note in notes:
+        assert squash(note) in text
     assert api.rejected() == []
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot import telegram_state as state
-from bot.models import Answer
+from bot.models import Answer, Citation
 
 
 class Clock:
@@ -63,16 +63,16 @@ def answer(question: str = "q") -> Answer:
 
 def test_the_store_forgets_the_oldest_and_keys_are_short() -> None:
     store = state.AnswerStore(capacity=2)
-    first, second = store.add(answer("1"), 3), store.add(answer("2"), 3)
+    first, second = store.add(answer("1")), store.add(answer("2"))
     store.get(first)  # recently used: kept
-    third = store.add(answer("3"), 3)
+    third = store.add(answer("3"))
     assert store.get(second) is None
     assert store.get(first) is not None and store.get(third) is not None
     assert len({first, second, third}) == 3 and all(len(k) <= 11 for k in (first, second, third))
 
 
 def test_callback_data_round_trips_within_64_bytes() -> None:
-    key = state.AnswerStore().add(answer(), 3)
+    key = state.AnswerStore().add(answer())
     for data in (
         state.encode(state.MORE, key),
         state.encode(state.VOTE, key, state.DOWN),
@@ -98,3 +98,33 @@ def test_encode_refuses_what_telegram_would() -> None:
 )
 def test_data_this_bot_never_made_is_refused(data: str | None) -> None:
     assert state.decode(data) is None
+
+
+def cited(*numbers: int, notes: tuple[str, ...] = ()) -> state.Shown:
+    citations = tuple(
+        Citation(n=n, passage="p", quote=f"q{n}", score=0.5, sources=(), passage_id=f"p{n}") for n in numbers
+    )
+    return state.Shown(Answer(question="q", abstained=False, answer="a", citations=citations, notes=notes))
+
+
+def page(shown: state.Shown, size: int = 3) -> tuple[list[int], list[str]]:
+    citations, notes = shown.next_page(size)
+    return [c.n for c in citations], notes
+
+
+def test_pages_go_through_the_citations_in_order() -> None:
+    shown = cited(*range(1, 8))
+    assert page(shown) == ([1, 2, 3], []) and shown.more
+    assert page(shown) == ([4, 5, 6], []) and shown.more
+    assert page(shown) == ([7], []) and not shown.more
+    assert page(shown) == ([], [])
+
+
+def test_a_note_brings_the_citations_it_compares_and_waits_for_them() -> None:
+    early = "The sources give different figures: 3,100 in [1], 4,000 in [8]."
+    late = "The sources give different figures: 2 in [5], 3 in [6]."
+    general = "Some sources are opinion pieces."
+    shown = cited(*range(1, 9), notes=(early, late, general))
+    assert page(shown) == ([1, 2, 3, 8], [early, general])
+    assert page(shown) == ([4, 5, 6], [late])
+    assert page(shown) == ([7], []) and not shown.more
