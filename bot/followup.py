@@ -12,7 +12,7 @@ _REFERS_BACK = frozenset(
     {"it", "its", "they", "them", "their", "theirs", "that", "this", "those", "these"}
     | {"he", "him", "his", "she", "her", "there"}
 )
-_CONTINUES = ("and ", "also ", "what about", "how about", "and what", "what else", "why", "who else")
+_CONTINUES = ("and ", "also ", "what about", "how about", "what else", "who else")
 _MAX_OWN_TERMS = 3
 _WORD = re.compile(r"[a-z']+")
 
