@@ -30,7 +30,7 @@ from telegram import (
     Update,
     User,
 )
-from telegram.constants import ChatAction, ParseMode
+from telegram.constants import ChatAction, ChatType, ParseMode
 from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
     AIORateLimiter,
@@ -251,6 +251,7 @@ class BotState:
     limiter: state.RateLimiter = field(init=False)
     inline_limiter: state.RateLimiter = field(init=False)
     answers: state.AnswerStore = field(default_factory=state.AnswerStore)
+    conversations: state.Conversations = field(default_factory=state.Conversations)
     reindex_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
@@ -463,8 +464,13 @@ class Handlers:
                 )
             return
         engine = self.engine
+        # Follow-ups only in private chats: in a group, the message before may be someone else's.
+        private = message.chat.type == ChatType.PRIVATE
+        previous = self.state.conversations.last(message.chat_id) if private else None
         async with typing(message):
-            answer = await asyncio.to_thread(engine.answer, question, self.fetch)
+            answer = await asyncio.to_thread(engine.answer, question, self.fetch, previous)
+        if private:
+            self.state.conversations.remember(message.chat_id, answer)
         await self.send_answer(message, answer, quote, heading)
 
     async def send_answer(

@@ -172,6 +172,29 @@ class AnswerStore:
         return len(self._items)
 
 
+class Conversations:
+    """The last answer in each private chat, so a follow-up ("how many signed it?") is read with
+    the question before it. Bounded: the least recently active chats are forgotten first."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self.capacity = capacity
+        self._last: OrderedDict[int, Answer] = OrderedDict()
+
+    def last(self, chat_id: int) -> Answer | None:
+        """The chat's previous answer, if it is remembered."""
+        return self._last.get(chat_id)
+
+    def remember(self, chat_id: int, answer: Answer) -> None:
+        """Keep `answer` as the chat's latest."""
+        self._last[chat_id] = answer
+        self._last.move_to_end(chat_id)
+        while len(self._last) > self.capacity:
+            self._last.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+
 # --- callback data ------------------------------------------------------------------------------
 
 MORE, VOTE, EXAMPLE = "m", "v", "x"

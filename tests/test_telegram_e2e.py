@@ -159,6 +159,17 @@ def test_private_question_gets_cited_quoted_html(
     assert api.rejected() == []
 
 
+def test_a_private_follow_up_is_read_with_the_question_before(api: FakeBotApi, bot: BotThread) -> None:
+    mark = api.mark()
+    api.send_text("Who wrote a letter to Jeff Bezos?")
+    reply_to(api, PRIVATE, mark)
+    mark = api.mark()
+    api.send_text("How many signed it?")
+    (reply,) = reply_to(api, PRIVATE, mark)
+    assert "450" in reply.result["text"]
+    assert api.rejected() == []
+
+
 def test_group_answers_ask_mentions_and_replies_and_ignores_chatter(api: FakeBotApi, bot: BotThread) -> None:
     mark = api.mark()
     ask = api.send_text(f"/ask@protest_test_bot {PALANTIR}", chat=GROUP, user=ALICE)
@@ -484,10 +495,10 @@ class GatedEngine:
     def sources(self) -> list[Any]:
         return self.engine.sources()
 
-    def answer(self, question: str, k: int = 3) -> Any:
+    def answer(self, question: str, k: int = 3, previous: Any = None) -> Any:
         if "slowly" in question and not self.gate.wait(30):
             raise TimeoutError("the gate was never opened")
-        return self.engine.answer(question, k)
+        return self.engine.answer(question, k, previous)
 
 
 def test_a_slow_question_does_not_hold_up_others(

@@ -128,3 +128,19 @@ def test_a_note_brings_the_citations_it_compares_and_waits_for_them() -> None:
     assert page(shown) == ([1, 2, 3, 8], [early, general])
     assert page(shown) == ([4, 5, 6], [late])
     assert page(shown) == ([7], []) and not shown.more
+
+
+def test_conversations_remember_the_last_answer_per_chat_and_forget_the_oldest() -> None:
+    from bot.models import Answer
+    from bot.telegram_state import Conversations
+
+    conversations = Conversations(capacity=2)
+    first, second, third = (Answer(f"q{i}", True, "none", ()) for i in range(3))
+    conversations.remember(1, first)
+    conversations.remember(2, second)
+    assert conversations.last(1) is first
+    conversations.remember(1, second)  # chat 1 is now the most recent
+    conversations.remember(3, third)  # chat 2, least recently active, is forgotten
+    assert conversations.last(2) is None
+    assert conversations.last(1) is second and conversations.last(3) is third
+    assert len(conversations) == 2
