@@ -8,6 +8,7 @@ sentence in several outlets into one citation.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from bot.search import FusionWeights, hybrid_search
 log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 1000
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 NOT_COVERED = "The articles don't cover that."
 
 
@@ -171,6 +173,9 @@ def validate_question(question: str) -> str:
     if not isinstance(question, str):
         raise BadInputError("the question must be text")
     cleaned = question.replace("\x00", "").strip()
+    if _LONE_SURROGATE.search(cleaned):
+        # What Python makes of bytes that are not UTF-8 (command line, stdin): they cannot be embedded.
+        raise BadInputError("the question is not valid UTF-8 text")
     if not cleaned:
         raise BadInputError("the question is empty: ask something about the articles")
     if len(cleaned) > MAX_QUESTION_CHARS:

@@ -4,6 +4,7 @@ renders, prints. Errors become one line on stderr and a non-zero exit code, neve
 from __future__ import annotations
 
 import functools
+import io
 import json
 import logging
 import sys
@@ -64,11 +65,21 @@ def configure(
     ctx: typer.Context,
     corpus: Annotated[
         Path | None,
-        typer.Option(help="Folder of article files.", envvar="PROTEST_BOT_CORPUS", show_default="corpus"),
+        typer.Option(
+            help="Folder of article files.",
+            envvar="PROTEST_BOT_CORPUS",
+            show_default="corpus",
+            readable=False,  # checked by the command, in one line
+        ),
     ] = None,
     index: Annotated[
         Path | None,
-        typer.Option(help="Folder of the built index.", envvar="PROTEST_BOT_INDEX", show_default="index"),
+        typer.Option(
+            help="Folder of the built index.",
+            envvar="PROTEST_BOT_INDEX",
+            show_default="index",
+            readable=False,  # checked by the command, in one line
+        ),
     ] = None,
     model: Annotated[
         str | None,
@@ -152,6 +163,7 @@ def _ask_stream(ctx: typer.Context, k: int) -> None:
 
     engine = _engine(ctx)
     failures = 0
+    _tolerant_stdin()
     for number, line in enumerate(sys.stdin, start=1):
         if not line.strip():
             continue
@@ -166,6 +178,13 @@ def _ask_stream(ctx: typer.Context, k: int) -> None:
         raise typer.Exit(2)
 
 
+def _tolerant_stdin() -> None:
+    """Bytes on stdin that are not UTF-8 reach validate_question (which refuses that one question)
+    instead of ending the whole stream with a UnicodeDecodeError."""
+    if isinstance(sys.stdin, io.TextIOWrapper):
+        sys.stdin.reconfigure(errors="surrogateescape")
+
+
 @app.command()
 @handles_errors
 def chat(ctx: typer.Context, k: TopK = 3) -> None:
@@ -173,6 +192,7 @@ def chat(ctx: typer.Context, k: TopK = 3) -> None:
     from bot.render import answer_markup
 
     engine = _engine(ctx)
+    _tolerant_stdin()
     previous = None  # the last answer, so "how many signed it?" is read with the question before
     out.print(
         "[bold]Ask about the June 2018 Amazon employee protest.[/bold] Type exit or press Ctrl-D to quit."
