@@ -17,6 +17,7 @@ import yaml
 from bot.corpus import (
     ARTICLE_SUFFIXES,
     HTML_SUFFIXES,
+    MAX_ARTICLE_BYTES,
     METADATA_FIELDS,
     article_files,
     content_hash,
@@ -27,7 +28,6 @@ from bot.corpus import (
 )
 from bot.errors import ArticleError, CorpusError
 
-MAX_ARTICLE_BYTES = 5 * 1024 * 1024
 _UNSAFE_NAME = re.compile(r"[^\w.-]+", re.UNICODE)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,6 +25,7 @@ TEXT_SUFFIXES = frozenset({".txt", ".md"})
 HTML_SUFFIXES = frozenset({".html", ".htm"})
 ARTICLE_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES
 METADATA_FIELDS = ("title", "outlet", "author", "date", "url")
+MAX_ARTICLE_BYTES = 5 * 1024 * 1024
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
 
@@ -46,6 +48,10 @@ def split_front_matter(text: str, name: str) -> tuple[dict[str, str | None], str
         raise ArticleError(f"{name}: the front matter is not valid YAML{where}") from None
     if not isinstance(data, dict):
         raise ArticleError(f"{name}: the front matter must be 'key: value' lines")
+    for key in METADATA_FIELDS:
+        # A list or mapping is no title, and YAML aliases can nest one into billions of strings.
+        if isinstance(data.get(key), list | dict | set):
+            raise ArticleError(f"{name}: the front matter field '{key}' must be text")
     meta = {key: _as_text(data.get(key)) for key in METADATA_FIELDS}
     return meta, text[match.end() :]
 
@@ -92,6 +98,9 @@ def extract_html(html: str, name: str) -> tuple[dict[str, str | None], str]:
 def parse_article(path: Path, data: bytes, article_id: str | None = None) -> Article:
     """An `Article` from a file's bytes: metadata, raw body, cleaned text and content hash."""
     name = path.name
+    if len(data) > MAX_ARTICLE_BYTES:
+        # `add` refuses these; one dropped into the corpus by hand is skipped, not chunked for hours.
+        raise ArticleError(f"{name}: is {len(data) // (1024 * 1024)} MB; articles over 5 MB are refused")
     text = decode(data, name)
     if path.suffix.lower() in HTML_SUFFIXES:
         meta, body = extract_html(text, name)
@@ -132,13 +141,23 @@ def article_files(corpus_dir: Path) -> list[Path]:
         if path.resolve().parent != root:
             log.warning("skipping %s: it links outside the corpus folder", path.name)
             continue
-        if path.is_file():
+        if path.is_file() and _readable(path):
             files.append(path)
     ids = [p.stem for p in files]
     clashes = sorted({i for i in ids if ids.count(i) > 1})
     if clashes:
         raise CorpusError(f"two corpus files share the name {clashes[0]!r}: rename one of them")
     return files
+
+
+def _readable(path: Path) -> bool:
+    # One file with the wrong owner or mode must not stop the index (or the bot) for all the others.
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+    except PermissionError:
+        log.warning("skipping %s: it cannot be read (permission denied)", path.name)
+        return False
+    return True
 
 
 def _is_readme(path: Path) -> bool:
