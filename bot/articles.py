@@ -52,6 +52,9 @@ def prepare(path: Path, overrides: dict[str, str | None]) -> PreparedArticle:
     suffix = path.suffix.lower()
     if suffix not in ARTICLE_SUFFIXES:
         raise ArticleError(f"{label}: unsupported type {suffix or '(none)'}; use .txt, .md or .html")
+    stem = _UNSAFE_NAME.sub("-", path.stem).strip(".-") or "article"
+    if stem.lower() == "readme":  # it would replace the corpus folder's own README, and never be indexed
+        raise ArticleError(f"{label}: README is the corpus folder's notes, not an article; rename the file")
     size = path.stat().st_size
     if size == 0:
         raise ArticleError(f"{label}: is empty")
@@ -67,7 +70,6 @@ def prepare(path: Path, overrides: dict[str, str | None]) -> PreparedArticle:
     else:
         meta, body = split_front_matter(text, label)
     meta.update({k: v for k, v in overrides.items() if v})
-    stem = _UNSAFE_NAME.sub("-", path.stem).strip(".-") or "article"
     keep_as_is = suffix not in HTML_SUFFIXES and not any(overrides.values())
     name = (
         path.name

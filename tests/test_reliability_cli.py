@@ -197,6 +197,21 @@ def test_malformed_front_matter_dropped_into_the_corpus_is_skipped(built: Settin
     assert "bomb" in manifest.skipped and len(manifest.to_json()) < 100_000
 
 
+@pytest.mark.parametrize("name", ["README.md", "readme.txt", "ReadMe.html"])
+def test_an_article_named_readme_is_refused_and_the_corpus_readme_kept(
+    unchanged: Settings, tmp_path: Path, name: str
+) -> None:
+    (unchanged.corpus / "README.md").write_text("# The corpus\n\nWhat this folder holds.\n")
+    readme = (unchanged.corpus / "README.md").read_bytes()
+    article = tmp_path / name
+    article.write_text("Employees wrote a second letter about cloud contracts with the agency.\n")
+    result = run(unchanged, "add", str(article))
+    assert result.exit_code == 2, result.output
+    assert "rename the file" in one_error_line(result.stderr)
+    assert (unchanged.corpus / "README.md").read_bytes() == readme
+    (unchanged.corpus / "README.md").unlink()
+
+
 # --- the corpus folder --------------------------------------------------------------------------
 
 
