@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # protest-bot in a container: the CPU build of torch, the embedding model and an index of corpus/
-# inside, so that the container never reaches a model hub. See docs/DOCKER.md.
+# inside, so that the container never reaches a model hub. See the Docker section of README.md.
 #
 #   docker build -t protest-bot .
 #   docker build -t protest-bot --build-arg MODEL=sentence-transformers/all-mpnet-base-v2 .

@@ -158,7 +158,7 @@ def bot_token(tg: TelegramSettings) -> str:
     if not token:
         raise BadInputError(
             "TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather and put its token in the "
-            "environment or .env (see docs/TELEGRAM.md)"
+            "environment or .env (see the Telegram section of README.md)"
         )
     if not TOKEN_SHAPE.fullmatch(token):
         raise BadInputError(

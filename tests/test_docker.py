@@ -539,7 +539,7 @@ def test_env_example_names_only_settings_the_app_reads() -> None:
 
 
 def docker_docs() -> list[tuple[str, str]]:
-    """The Docker documentation: docs/DOCKER.md, and README.md's Docker section once it has one."""
+    """The Docker documentation: README.md's Docker section (and docs/DOCKER.md, should it return)."""
     found = []
     if DOCS.exists():
         found.append((DOCS.name, DOCS.read_text(encoding="utf-8")))
