@@ -440,25 +440,14 @@ def _evaluate_questions(ctx: typer.Context, questions: Path, k: int):  # type: i
 
 def _evaluate_squad(settings: Settings, kit: Path, sample: int | None, index: Path):  # type: ignore[no-untyped-def]
     from bot.answer import open_engine
-    from bot.evaluate import FileSpans, evaluate_squad, read_squad
+    from bot.evaluate import evaluate_squad_engine, read_squad
     from bot.evaluate import sample as take_sample
 
     questions = take_sample(read_squad(kit), sample)
     kit_settings = settings.model_copy(update={"corpus": kit / "articles", "index": index})
-    engine = open_engine(kit_settings, notify=_notify, progress=err.is_terminal)
-    spans = FileSpans()
-    paths = {record.id: record.path for record in engine.index.manifest.articles.values()}
-
-    def retrieve(question: str) -> list[tuple[str, int, int, str]]:
-        results = []
-        for hit in engine.retrieve(question, 10):
-            path = paths[hit.passage.article_id]
-            start, end = spans.span(path, hit.passage.start, hit.passage.end)
-            results.append((Path(path).name, start, end, hit.passage.text))
-        return results
-
-    lengths = [len(p.text) for p in engine.index.passages]
-    return evaluate_squad(questions, retrieve, len(lengths), sum(lengths) / max(len(lengths), 1))
+    return evaluate_squad_engine(
+        open_engine(kit_settings, notify=_notify, progress=err.is_terminal), questions
+    )
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from bot.evaluate import (
     FileSpans,
     Report,
     evaluate,
-    evaluate_squad,
+    evaluate_squad_engine,
     read_questions,
     read_squad,
     sample,
@@ -128,18 +128,7 @@ def test_fixed_squad_sample(tmp_path: Path) -> None:
         shutil.copy(SQUAD / "articles" / name, corpus / name)
     engine = open_engine(Settings(corpus=corpus, index=tmp_path / "index"))
     questions = sample([q for q in read_squad(SQUAD) if q.article in SQUAD_ARTICLES], 150)
-    spans = FileSpans()
-    paths = {r.id: r.path for r in engine.index.manifest.articles.values()}
-
-    def retrieve(question: str) -> list[tuple[str, int, int, str]]:
-        results = []
-        for hit in engine.retrieve(question, 10):
-            path = paths[hit.passage.article_id]
-            start, end = spans.span(path, hit.passage.start, hit.passage.end)
-            results.append((Path(path).name, start, end, hit.passage.text))
-        return results
-
-    report = evaluate_squad(questions, retrieve, len(engine.index.passages), 0.0)
+    report = evaluate_squad_engine(engine, questions)
     print(json.dumps(report.to_dict()))
     assert report.r_at_1 >= 0.70
     assert report.r_at_5 >= 0.93
