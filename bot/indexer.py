@@ -9,16 +9,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from bot import store
-from bot.chunk import chunk
 from bot.corpus import article_files, content_hash, corpus_hashes, parse_article, read_corpus
-from bot.embed import Embedder
 from bot.errors import ArticleError, BadInputError, IndexError_
-from bot.lexical import LexicalIndex
 from bot.models import Article, Passage
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from bot.embed import Embedder
+else:
+    np = store.LazyNumpy(globals())  # `index status` needs only freshness(), not numpy
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +109,8 @@ def _build(
     progress: bool,
 ) -> UpdateReport:
     """A new index from every article, every text embedded in one call."""
+    from bot.lexical import LexicalIndex
+
     articles = read_corpus(corpus_dir)
     parsed = {a.id for a in articles}
     skipped = {i: h for i, h in hashes.items() if i not in parsed}
@@ -149,6 +154,8 @@ def _update(
     progress: bool,
 ) -> UpdateReport:
     """A new version from the live one: unchanged articles carried over, the rest read and embedded."""
+    from bot.lexical import LexicalIndex
+
     old = previous.manifest
     same_chunking = (old.chunk_tokens, old.chunk_overlap) == (settings.tokens, settings.overlap)
     kept_ids = [i for i, r in old.articles.items() if same_chunking and hashes.get(i) == r.hash]
@@ -329,6 +336,8 @@ def _moved(record: store.ArticleRecord, path: Path) -> store.ArticleRecord:
 def _chunk_all(
     articles: list[Article], settings: _Chunking, embedder: Embedder
 ) -> tuple[list[Passage], dict[str, int]]:
+    from bot.chunk import chunk
+
     passages: list[Passage] = []
     per_article: dict[str, int] = {}
     for article in articles:

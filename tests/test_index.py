@@ -178,7 +178,7 @@ def test_update_reads_only_new_articles_and_keeps_faiss_ids(
 ) -> None:
     import numpy as np
 
-    from bot import indexer
+    import bot.chunk
 
     before = store.load(built.index, FAKE_MODEL)
     old_ids = dict(zip([p.id for p in before.passages], before.ids.tolist(), strict=True))
@@ -186,9 +186,9 @@ def test_update_reads_only_new_articles_and_keeps_faiss_ids(
     (built.corpus / f"{removed}.md").unlink()
     (built.corpus / "new-article.md").write_text(NEW_ARTICLE, encoding="utf-8")
     chunked: list[str] = []
-    real_chunk = indexer.chunk
+    real_chunk = bot.chunk.chunk
     monkeypatch.setattr(
-        indexer, "chunk", lambda article, *a: chunked.append(article.id) or real_chunk(article, *a)
+        bot.chunk, "chunk", lambda article, *a: chunked.append(article.id) or real_chunk(article, *a)
     )
 
     _update(built, fake_embedder)
@@ -272,3 +272,13 @@ def test_crossing_the_exact_limit_switches_the_dense_index(
     query = fake_embedder.encode(["second letter about cloud contracts"])[0]
     rows, _ = index.search_dense(query, 3)
     assert index.passages[int(rows[0])].article_id == "new-article"
+
+
+def test_reading_the_manifest_does_not_import_numpy() -> None:
+    """`index status` and `sources` only read the manifest and hash the corpus: no numpy, no BM25."""
+    import subprocess
+    import sys
+
+    code = "import sys, bot.store, bot.indexer; print(sorted({'numpy', 'bm25s', 'faiss'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
