@@ -6,14 +6,17 @@ permission overrides — start this script instead of `python -m bot`:
 
     python tests/crash_runner.py --model test-hash-embedder index build
 
-Importing it gives those tests `command()` and `obey_file_permissions()`.
+Importing it gives those tests `command()`, `obey_file_permissions()` and `permissions_bind()`.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +48,22 @@ def obey_file_permissions() -> None:
     for capability in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
         if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
+@functools.cache
+def permissions_bind() -> bool:
+    """Whether a child started with `obey_file_permissions` is really refused a `chmod 000` file."""
+    with tempfile.TemporaryDirectory() as folder:
+        closed = Path(folder) / "closed"
+        closed.write_text("x")
+        closed.chmod(0)
+        try:
+            probe = subprocess.run(
+                ["cat", str(closed)], preexec_fn=obey_file_permissions, capture_output=True, timeout=30
+            )
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return probe.returncode != 0
 
 
 def main() -> None:
