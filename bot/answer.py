@@ -20,7 +20,7 @@ from bot.config import Settings
 from bot.embed import Embedder, load_embedder
 from bot.errors import BadInputError, IndexMissingError
 from bot.followup import resolve_followup
-from bot.indexer import Freshness, freshness, update_index
+from bot.indexer import Freshness, freshness, update_from_settings
 from bot.lexical import terms
 from bot.models import Answer, Citation, Hit, Source
 from bot.quote import choose_quote
@@ -230,15 +230,7 @@ def open_engine(
             notify(f"The corpus changed since the index was built: updating it ({_describe(fresh)})…")
         else:
             return Engine(store.load(settings.index, embedder.name), embedder)
-    report = update_index(
-        settings.corpus,
-        settings.index,
-        embedder,
-        settings.chunk_tokens,
-        settings.chunk_overlap,
-        settings.exact_search_limit,
-        progress=progress,
-    )
+    report = update_from_settings(settings, embedder, progress=progress)
     notify(f"Index ready: {report.articles} articles, {report.passages} passages.")
     return Engine(store.load(settings.index, embedder.name), embedder)
 

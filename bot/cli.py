@@ -243,17 +243,10 @@ def add(
 
 def _update(settings: Settings, full: bool) -> None:
     from bot.embed import load_embedder
-    from bot.indexer import update_index
+    from bot.indexer import update_from_settings
 
-    report = update_index(
-        settings.corpus,
-        settings.index,
-        load_embedder(settings.model),
-        settings.chunk_tokens,
-        settings.chunk_overlap,
-        settings.exact_search_limit,
-        full=full,
-        progress=err.is_terminal,
+    report = update_from_settings(
+        settings, load_embedder(settings.model), full=full, progress=err.is_terminal
     )
     changes = ", ".join(
         f"{len(ids)} {what}"

@@ -19,6 +19,7 @@ from bot.models import Article, Passage
 if TYPE_CHECKING:
     import numpy as np
 
+    from bot.config import Settings
     from bot.embed import Embedder
 else:
     np = store.LazyNumpy(globals())  # `index status` needs only freshness(), not numpy
@@ -84,6 +85,8 @@ def update_index(
             f"--chunk-tokens {chunk_tokens} is more than the model reads ({embedder.max_tokens} word pieces)"
         )
     settings = _Chunking(chunk_tokens, chunk_overlap, exact_limit)
+    # A missing or unreadable corpus fails here, before the lock creates the index folder.
+    article_files(corpus_dir)
     with store.write_lock(index_dir):
         files = {path.stem: path for path in article_files(corpus_dir)}
         hashes = {i: content_hash(path.read_bytes()) for i, path in files.items()}
@@ -91,6 +94,22 @@ def update_index(
         if previous is None:
             return _build(corpus_dir, index_dir, embedder, hashes, settings, progress)
         return _update(previous, index_dir, embedder, files, hashes, settings, progress)
+
+
+def update_from_settings(
+    settings: Settings, embedder: Embedder, full: bool = False, progress: bool = False
+) -> UpdateReport:
+    """`update_index` for the corpus, index and chunking the settings name."""
+    return update_index(
+        settings.corpus,
+        settings.index,
+        embedder,
+        settings.chunk_tokens,
+        settings.chunk_overlap,
+        settings.exact_search_limit,
+        full=full,
+        progress=progress,
+    )
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ from bot import telegram_state as state
 from bot.answer import Engine, open_engine, validate_question
 from bot.config import Settings, TelegramSettings
 from bot.errors import BadInputError, ProtestBotError
-from bot.indexer import UpdateReport, update_index
+from bot.indexer import UpdateReport, update_from_settings
 from bot.models import Answer, Citation
 
 log = logging.getLogger(__name__)
@@ -637,14 +637,7 @@ def reindex(settings: Settings) -> tuple[UpdateReport, Engine]:
     """Update the index from the corpus, then load an engine over it (blocking: run it in a thread)."""
     from bot.embed import load_embedder
 
-    report = update_index(
-        settings.corpus,
-        settings.index,
-        load_embedder(settings.model),
-        settings.chunk_tokens,
-        settings.chunk_overlap,
-        settings.exact_search_limit,
-    )
+    report = update_from_settings(settings, load_embedder(settings.model))
     return report, open_engine(settings, notify=log.info)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
-from bot.indexer import update_index
+from bot.indexer import update_from_settings
 from tests.fakes import FAKE_MODEL, HashEmbedder, install_fake_embedder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,14 +40,7 @@ def settings(tmp_path: Path, fake_embedder: HashEmbedder) -> Settings:
 @pytest.fixture
 def built(settings: Settings, fake_embedder: HashEmbedder) -> Settings:
     """`settings` with the index built by the fake model."""
-    update_index(
-        settings.corpus,
-        settings.index,
-        fake_embedder,
-        settings.chunk_tokens,
-        settings.chunk_overlap,
-        settings.exact_search_limit,
-    )
+    update_from_settings(settings, fake_embedder)
     return settings
 
 
@@ -59,14 +52,7 @@ def real_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     from bot.embed import load_embedder
 
     embedder = load_embedder(settings.model)
-    update_index(
-        settings.corpus,
-        settings.index,
-        embedder,
-        settings.chunk_tokens,
-        settings.chunk_overlap,
-        settings.exact_search_limit,
-    )
+    update_from_settings(settings, embedder)
     return settings
 
 
