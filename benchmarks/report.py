@@ -59,6 +59,10 @@ def table(results: dict[str, Any]) -> str:
             "  floor: model encode p50 ms",
             [_ms(warm.get(n, {}).get("floor", {}).get("median")) for n in names],
         )
+        row(
+            "  (floor with torch on 1 thread)",
+            [_ms(warm.get(n, {}).get("floor_torch_one_thread", {}).get("median")) for n in names],
+        )
         row("  p50 ÷ floor p50", [_x(warm.get(n, {}).get("p50_over_floor")) for n in names])
         row("  p95 / p99 ms", [_p95_99(warm.get(n, {}).get("total", {})) for n in names])
         row("  p99 ÷ floor p99", [_x(warm.get(n, {}).get("p99_over_floor_p99")) for n in names])
@@ -197,7 +201,9 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     large = [n for n in warm if n != "shipped" and (warm[n].get("passages") or 0) >= 90_000]
     for name in large:
         p50 = warm[name].get("p50_over_floor")
-        label = f"warm p50 ≤ {WARM_P50_LARGE}× floor ({warm[name]['passages']:,} passages)"
+        label = (
+            f"warm p50 ≤ {WARM_P50_LARGE}× floor ({warm[name]['passages']:,} passages, {warm[name]['dense']})"
+        )
         out.append((label, _x(p50), _le(p50, WARM_P50_LARGE)))
     cold = results.get("cold", {}).get("sizes", {}).get("shipped", {})
     if cold:
@@ -219,14 +225,20 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     if real:
         ratio = real.get("ratio_to_floor")
         out.append((f"build ≥ {BUILD_RATIO}× raw-encode throughput", _x(ratio), _ge(ratio, BUILD_RATIO)))
-    for key, entry in results.get("incremental", {}).items():
-        if not isinstance(entry, dict) or "share_of_full_build" not in entry:
-            continue
-        share = entry["share_of_full_build"]
-        unchanged = all(r["kept_faiss_ids_unchanged"] for r in entry["runs"])
-        label = f"+1 article to {int(key):,} articles ≤ {INCREMENTAL_SHARE:.0%} of a full build"
-        out.append((label, _pct(share), _le(share, INCREMENTAL_SHARE)))
-        out.append((f"  kept FAISS ids unchanged ({int(key):,} articles)", str(unchanged), unchanged))
+    updates = [e for e in results.get("incremental", {}).values() if isinstance(e, dict) and "runs" in e]
+    for entry in sorted(updates, key=lambda e: e["articles"]):
+        share, articles = entry["share_of_full_build"], entry["articles"]
+        # The target is for 10,000 articles (the largest size); smaller ones are shown for the curve.
+        judged = articles == max(e["articles"] for e in updates)
+        label = f"+1 article to {articles:,} articles" + (
+            f" ≤ {INCREMENTAL_SHARE:.0%} of a full build" if judged else ", share of a full build"
+        )
+        out.append((label, _pct(share), _le(share, INCREMENTAL_SHARE) if judged else None))
+    if updates:
+        unchanged = all(r["kept_faiss_ids_unchanged"] for e in updates for r in e["runs"])
+        embedded = all(0 < r["texts_embedded"] <= r["new_texts"] for e in updates for r in e["runs"])
+        out.append(("updates keep every FAISS id, add the new ones (no rebuild)", str(unchanged), unchanged))
+        out.append(("updates embed only the new article's texts", str(embedded), embedded))
     for entry in results.get("memory", {}).get("sizes", {}).values():
         if (entry.get("passages") or 0) >= 90_000:
             rss = entry["peak_rss_mb"]
