@@ -578,8 +578,12 @@ class Handlers:
             )
             return
         page, notes = shown.next_page(self.page)  # before any await, so a double tap cannot repeat a page
+        first_tap = message.message_id not in shown.more_dropped
+        shown.more_dropped.add(message.message_id)
         await query.answer()
         await self.send_citations(message, page, key, shown.more, False, None, notes)
+        if not first_tap:
+            return
         try:
             await query.edit_message_reply_markup(answer_keyboard(key, more=False))
         except BadRequest as exc:  # e.g. the old message is gone or already updated

@@ -108,6 +108,9 @@ class Shown:
     shown: set[int] = field(default_factory=set)
     notes_shown: set[int] = field(default_factory=set)
     votes: dict[int, str] = field(default_factory=dict)
+    # Messages whose More button was already taken away: a second tap must not repeat the edit,
+    # which Telegram refuses ("message is not modified").
+    more_dropped: set[int] = field(default_factory=set)
 
     @property
     def more(self) -> bool:

@@ -190,11 +190,6 @@ def test_runtime_dependencies_are_pinned_to_compatible_ranges() -> None:
     assert _unbounded(dependencies) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='pyproject.toml [test] extra: "ruff>=0.5" has no upper bound, so a new ruff can change '
-    "`ruff format --check` and fail CI with no change of ours",
-)
 def test_test_dependencies_are_pinned_to_compatible_ranges() -> None:
     assert _unbounded(_pyproject()["project"]["optional-dependencies"]["test"]) == []
 

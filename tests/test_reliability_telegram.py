@@ -305,11 +305,6 @@ def test_more_tapped_twice_never_shows_a_citation_twice(
     still_answering(api, bot)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="telegram_app.Handlers.more edits the old message's keyboard on every tap of its More button; "
-    "the second tap repeats the same edit, which Telegram refuses (400 message is not modified)",
-)
 def test_more_tapped_twice_makes_no_request_telegram_refuses(
     api: FakeBotApi, start_bot: Callable[..., BotThread]
 ) -> None:
