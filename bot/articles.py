@@ -122,6 +122,7 @@ def write(articles: list[PreparedArticle], corpus_dir: Path) -> list[Path]:
         except OSError as exc:
             raise CorpusError(f"cannot write into the corpus folder {corpus_dir} ({exc.strerror})") from None
         try:
+            os.fchmod(fd, _new_file_mode())
             with os.fdopen(fd, "wb") as handle:
                 handle.write(article.data)
                 handle.flush()
@@ -132,3 +133,11 @@ def write(articles: list[PreparedArticle], corpus_dir: Path) -> list[Path]:
             raise CorpusError(f"cannot write {target} ({exc.strerror})") from None
         written.append(target)
     return written
+
+
+def _new_file_mode() -> int:
+    # What open() would give a new file. mkstemp makes it 0600, which hides the article from a bot
+    # that runs as another user (a container's uid, a service account) and shares the corpus.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask

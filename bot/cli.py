@@ -243,19 +243,15 @@ def add(
 
 def _update(settings: Settings, full: bool) -> None:
     from bot.embed import load_embedder
-    from bot.indexer import update_from_settings
+    from bot.indexer import describe_changes, update_from_settings
 
     report = update_from_settings(
         settings, load_embedder(settings.model), full=full, progress=err.is_terminal
     )
-    changes = ", ".join(
-        f"{len(ids)} {what}"
-        for what, ids in (("new", report.added), ("changed", report.changed), ("removed", report.removed))
-        if ids
-    )
+    changes = describe_changes(report) or "no article changes"
     out.print(
         f"index: {report.articles} articles, {report.passages} passages"
-        f" ({changes or 'no article changes'}; embedded {report.embedded} texts, reused {report.reused})",
+        f" ({changes}; embedded {report.embedded} texts, reused {report.reused})",
         markup=False,
     )
     for article_id in report.skipped:

@@ -65,6 +65,12 @@ def freshness(corpus_dir: Path, manifest: store.Manifest) -> Freshness:
     )
 
 
+def describe_changes(changes: Freshness | UpdateReport) -> str:
+    """What an update brings or brought, in a few words ("2 new, 1 removed"); "" when nothing."""
+    counts = (("new", changes.added), ("changed", changes.changed), ("removed", changes.removed))
+    return ", ".join(f"{len(ids)} {what}" for what, ids in counts if ids)
+
+
 def update_index(
     corpus_dir: Path,
     index_dir: Path,

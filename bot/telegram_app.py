@@ -50,7 +50,7 @@ from bot import telegram_state as state
 from bot.answer import Engine, open_engine, validate_question
 from bot.config import Settings, TelegramSettings
 from bot.errors import BadInputError, ProtestBotError
-from bot.indexer import UpdateReport, update_from_settings
+from bot.indexer import UpdateReport, describe_changes, update_from_settings
 from bot.models import Answer, Citation
 
 log = logging.getLogger(__name__)
@@ -647,12 +647,7 @@ def reindex(settings: Settings) -> tuple[UpdateReport, Engine]:
 
 def describe(report: UpdateReport) -> str:
     """What changed in an update, in a few words."""
-    changes = [
-        f"{len(ids)} {what}"
-        for what, ids in (("new", report.added), ("changed", report.changed), ("removed", report.removed))
-        if ids
-    ]
-    return ", ".join(changes) or "no article changes"
+    return describe_changes(report) or "no article changes"
 
 
 # --- wiring -------------------------------------------------------------------------------------

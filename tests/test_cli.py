@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -187,6 +189,19 @@ def test_add_copies_with_metadata_and_updates_the_index(built: Settings, tmp_pat
     manifest = store.read_manifest(built.index)
     assert manifest.articles["letter-two"].outlet == "Example News"
     assert run(built, "index", "status").exit_code == 0
+
+
+def test_added_article_is_readable_by_others_like_any_new_file(built: Settings, tmp_path: Path) -> None:
+    # A bot running as another user (the container's uid) must be able to read what `add` wrote.
+    article = tmp_path / "letter-three.md"
+    shutil.copy(ROOT / "tests" / "data" / "extra-article.md", article)
+    umask = os.umask(0o022)
+    try:
+        result = run(built, "add", str(article))
+    finally:
+        os.umask(umask)
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE((built.corpus / "letter-three.md").stat().st_mode) == 0o644
 
 
 def test_add_html_extracts_the_article(built: Settings) -> None:

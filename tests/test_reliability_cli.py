@@ -303,6 +303,24 @@ def test_read_only_index_folder_still_answers(unchanged: Settings) -> None:
     assert json.loads(result.stdout)["question"] == "What does Palantir run on?"
 
 
+def test_read_only_index_folder_with_a_changed_corpus_answers_from_the_index_as_built(
+    unchanged: Settings,
+) -> None:
+    new_article = unchanged.corpus / "extra-article.md"
+    shutil.copy(EXTRA, new_article)  # the index is stale, and cannot be updated here
+    _read_only(unchanged.index)
+    try:
+        result = run_process(unchanged, "ask", "--json", "What does Palantir run on?", restricted=True)
+    finally:
+        _writable(unchanged.index)
+        new_article.unlink()
+    stderr = result.stderr.decode()
+    assert result.returncode == 0, stderr
+    assert "could not update the index" in stderr and "not writable" in stderr
+    assert "Traceback" not in stderr
+    assert json.loads(result.stdout)["citations"]
+
+
 def _rewrite_manifest(index: Path, **changes: object) -> None:
     path = store.current_version(index) / store.MANIFEST
     data = json.loads(path.read_text(encoding="utf-8"))
