@@ -3,6 +3,7 @@ figures that disagree shown side by side rather than one picked silently."""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
@@ -36,7 +37,10 @@ def shared_wording(quote: Quote, hit: Hit) -> Quote | None:
 
     The result is a substring of both, so it stays verbatim in every source it is cited for.
     """
+    runs = _word_runs(quote.text)
     for sentence in hit.passage.sentence_texts():
+        if runs.isdisjoint(_word_runs(sentence)):
+            continue  # no shared wording of _SHARED_MIN_WORDS words is possible (see _word_runs)
         match = SequenceMatcher(None, quote.text, sentence, autojunk=False).find_longest_match(
             0, len(quote.text), 0, len(sentence)
         )
@@ -46,6 +50,19 @@ def shared_wording(quote: Quote, hit: Hit) -> Quote | None:
         if long_enough and len(common) >= _SHARED_MIN_SHARE * min(len(quote.text), len(sentence)):
             return Quote(common, quote.start + start, quote.start + end, quote.score)
     return None
+
+
+@functools.lru_cache(maxsize=65536)
+def _word_runs(text: str) -> frozenset[tuple[str, ...]]:
+    """Every run of _SHARED_MIN_WORDS - 2 consecutive white-space separated words of the text.
+
+    A cheap test before the character-level match, which is most of an answer's time otherwise:
+    a shared span of _SHARED_MIN_WORDS words has at least that many minus two inner words, each
+    with white space on both sides in both texts, so both texts hold that run of whole words.
+    """
+    words = text.split()
+    size = _SHARED_MIN_WORDS - 2
+    return frozenset(tuple(words[i : i + size]) for i in range(len(words) - size + 1))
 
 
 def _word_bounds(text: str, start: int, end: int) -> tuple[int, int]:

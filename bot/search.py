@@ -42,19 +42,22 @@ def hybrid_search(
         return []
     dense_rows, _ = index.search_dense(query_vector, weights.depth)
     lexical_all = index.lexical.scores(question)
-    lexical_rows = np.argsort(-lexical_all)[: weights.depth]
+    lexical_rows = _top(lexical_all, weights.depth)
     lexical_rows = lexical_rows[lexical_all[lexical_rows] > 0]
     candidates = np.unique(np.concatenate([dense_rows, lexical_rows]).astype(np.int64))
 
     dense = index.dense_scores(query_vector, candidates)
-    sentence_similarity = index.sentence_vectors @ query_vector.astype(index.sentence_vectors.dtype)
+    sentence_rows = [index.sentence_rows[int(row)] for row in candidates]
+    sentence_similarity = _similarities(index, [r for rows in sentence_rows for r in rows], query_vector)
     question_terms = frozenset(terms(question))
     best_sentence = np.zeros(len(candidates), dtype=np.float32)
     best_coverage = np.zeros(len(candidates), dtype=np.float32)
+    start = 0
     for i, row in enumerate(candidates):
-        rows = index.sentence_rows[int(row)]
-        if rows:
-            best_sentence[i] = float(sentence_similarity[list(rows)].max())
+        count = len(sentence_rows[i])
+        if count:
+            best_sentence[i] = float(sentence_similarity[start : start + count].max())
+        start += count
         texts = index.passages[int(row)].sentence_texts()
         best_coverage[i] = max((coverage(question_terms, t) for t in texts), default=0.0)
     lexical = lexical_all[candidates]
@@ -80,3 +83,20 @@ def hybrid_search(
         )
         for i in order
     ]
+
+
+def _top(scores: np.ndarray, depth: int) -> np.ndarray:
+    """Rows of the `depth` highest scores, best first (a partial sort: the corpus may be large)."""
+    if len(scores) > depth:
+        part = np.argpartition(-scores, depth - 1)[:depth]
+        return part[np.argsort(-scores[part], kind="stable")]
+    return np.argsort(-scores, kind="stable")
+
+
+def _similarities(index: Index, rows: list[int], query_vector: np.ndarray) -> np.ndarray:
+    """Cosine similarity of the query with the sentences at `rows`, only those: the sentence table
+    holds ~5 vectors a passage, and scoring all of it made a question's cost grow with the corpus."""
+    if not rows:
+        return np.zeros(0, dtype=np.float32)
+    vectors = np.asarray(index.sentence_vectors[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
+    return vectors @ query_vector.astype(np.float32)

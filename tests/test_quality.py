@@ -98,6 +98,26 @@ def test_a_statement_printed_by_two_outlets_is_one_citation(real_engine) -> None
     assert "reported by" in answer.answer
 
 
+def test_the_word_run_filter_never_hides_shared_wording(real_engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # cite._word_runs skips the character match where no shared span is possible; with a filter
+    # that lets everything through, every sentence against every passage must give the same result.
+    from bot import cite
+    from bot.models import Hit
+    from bot.quote import Quote
+
+    passages = list(real_engine.index.passages)
+    hits = [
+        Hit(passage=p, row=i, score=0, dense=0, sentence=0, lexical=0, coverage=0)
+        for i, p in enumerate(passages)
+    ]
+    quotes = [Quote(t, 0, len(t), 0.0) for p in passages for t in p.sentence_texts()]
+    filtered = [cite.shared_wording(q, h) for q in quotes for h in hits]
+    monkeypatch.setattr(cite, "_word_runs", lambda text: frozenset({()}))
+    unfiltered = [cite.shared_wording(q, h) for q in quotes for h in hits]
+    assert filtered == unfiltered
+    assert sum(r is not None for r in filtered) > len(quotes)  # each matches itself, and some others
+
+
 def test_different_figures_for_one_fact_are_both_shown(real_engine) -> None:  # type: ignore[no-untyped-def]
     answer = real_engine.answer("How many Google employees signed the letter about Project Maven?")
     quotes = " ".join(c.quote for c in answer.citations)
