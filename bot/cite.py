@@ -41,15 +41,23 @@ def shared_wording(quote: Quote, hit: Hit) -> Quote | None:
     for sentence in hit.passage.sentence_texts():
         if runs.isdisjoint(_word_runs(sentence)):
             continue  # no shared wording of _SHARED_MIN_WORDS words is possible (see _word_runs)
-        match = SequenceMatcher(None, quote.text, sentence, autojunk=False).find_longest_match(
-            0, len(quote.text), 0, len(sentence)
-        )
-        start, end = _word_bounds(quote.text, match.a, match.a + match.size)
+        start, end = _word_bounds(quote.text, *_longest_common(quote.text, sentence))
         common = quote.text[start:end]
         long_enough = len(common.split()) >= _SHARED_MIN_WORDS
         if long_enough and len(common) >= _SHARED_MIN_SHARE * min(len(quote.text), len(sentence)):
             return Quote(common, quote.start + start, quote.start + end, quote.score)
     return None
+
+
+def _longest_common(a: str, b: str) -> tuple[int, int]:
+    """Where in `a` the longest substring it shares with `b` lies (the earliest, as difflib says)."""
+    if a in b:  # common when passages overlap or an outlet prints the quote inside a longer sentence
+        return 0, len(a)
+    if b in a:
+        at = a.find(b)
+        return at, at + len(b)
+    match = SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b))
+    return match.a, match.a + match.size
 
 
 @functools.lru_cache(maxsize=65536)

@@ -99,8 +99,11 @@ def test_a_statement_printed_by_two_outlets_is_one_citation(real_engine) -> None
 
 
 def test_the_word_run_filter_never_hides_shared_wording(real_engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    # cite._word_runs skips the character match where no shared span is possible; with a filter
-    # that lets everything through, every sentence against every passage must give the same result.
+    # cite._word_runs skips the character match where no shared span is possible, and
+    # cite._longest_common skips difflib where one text holds the other; with neither shortcut,
+    # every sentence against every passage must give the same result.
+    from difflib import SequenceMatcher
+
     from bot import cite
     from bot.models import Hit
     from bot.quote import Quote
@@ -113,6 +116,12 @@ def test_the_word_run_filter_never_hides_shared_wording(real_engine, monkeypatch
     quotes = [Quote(t, 0, len(t), 0.0) for p in passages for t in p.sentence_texts()]
     filtered = [cite.shared_wording(q, h) for q in quotes for h in hits]
     monkeypatch.setattr(cite, "_word_runs", lambda text: frozenset({()}))
+
+    def difflib_only(a: str, b: str) -> tuple[int, int]:
+        match = SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b))
+        return match.a, match.a + match.size
+
+    monkeypatch.setattr(cite, "_longest_common", difflib_only)
     unfiltered = [cite.shared_wording(q, h) for q in quotes for h in hits]
     assert filtered == unfiltered
     assert sum(r is not None for r in filtered) > len(quotes)  # each matches itself, and some others
