@@ -24,8 +24,9 @@ crash at any point leaves the previous index loadable. An update writes a new ve
 builds it from the live one: passage lines are copied as bytes, kept vectors stay in the FAISS
 index (ids of removed passages are removed, new ones added), and only new text was embedded.
 
-Loading is cheap at any size: passages and sentence vectors are memory-mapped and read on use, so
-a serving process holds the FAISS index, BM25 and small arrays in memory, not every passage. Because
+Loading is cheap at any size: passages and sentence vectors are read (pread) when a search needs
+them, so a serving process holds the FAISS index, BM25 and small arrays in memory, not every
+passage, and the files' pages stay in the kernel's page cache, outside the process. Because
 a memory-mapped line is parsed only when a question reaches it, every file's SHA-256 is checked at
 load (about 0.3 s per GB): damage anywhere is a clear "rebuild" then, not a crash mid-answer.
 Only this module imports faiss.
@@ -39,7 +40,6 @@ import hashlib
 import json
 import logging
 import math
-import mmap
 import operator
 import os
 import shutil
@@ -209,17 +209,15 @@ class Manifest:
 class PassageTable(Sequence[Passage]):
     """The passages of an index, parsed from their line of passages.jsonl when asked for.
 
-    The file is memory-mapped: a 100k-passage index costs the pages a search touches, not a
-    Python object per passage.
+    A line is read with pread when asked for: a 100k-passage index costs no Python object per
+    passage, and the file's pages stay in the page cache rather than in the process (a memory map
+    showed up in the serving process's RSS, most of the file after a few questions).
     """
 
     def __init__(self, path: Path, offsets: np.ndarray) -> None:
         self.path = path
         self.offsets = offsets
-        self._data: mmap.mmap | bytes = b""
-        if len(offsets) > 1 and int(offsets[-1]) > 0:
-            with path.open("rb") as handle:
-                self._data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        self._file = path.open("rb")  # pread: no shared position, so threads can read at once
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -244,14 +242,79 @@ class PassageTable(Sequence[Passage]):
 
     def line(self, row: int) -> bytes:
         """The raw JSON line of a row, newline included."""
-        return self._data[int(self.offsets[row]) : int(self.offsets[row + 1])]
+        return self.span(row, row + 1)
 
     def span(self, start: int, stop: int) -> bytes:
         """The raw lines of rows start … stop-1."""
-        return self._data[int(self.offsets[start]) : int(self.offsets[stop])]
+        begin, end = int(self.offsets[start]), int(self.offsets[stop])
+        data = os.pread(self._file.fileno(), end - begin, begin)
+        if len(data) != end - begin:
+            raise IndexCorruptError(
+                "the passage file is shorter than its offsets: run `protest-bot index build`"
+            )
+        return data
 
     def text(self, row: int) -> str:
         return json.loads(self.line(row))["text"]
+
+
+class VectorFile:
+    """The rows of a 2-D .npy file, read with pread when asked for (see PassageTable for why).
+
+    Indexing with an int, a slice or a list/array of rows gives a NumPy array, as a loaded array would.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("rb")
+        version = np.lib.format.read_magic(self._file)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(self._file)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(self._file)
+        if len(shape) != 2 or fortran or dtype.hasobject:
+            raise ValueError(f"{path.name} is not a 2-D C-ordered numeric array")
+        self.shape: tuple[int, int] = shape
+        self.dtype = dtype
+        self.ndim = 2
+        self._offset = self._file.tell()
+        self._row_bytes = shape[1] * dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step == 1:
+                return self._run(start, max(start, stop))
+            key = range(start, stop, step)
+        if np.ndim(key) == 0:
+            row = operator.index(key)
+            row += len(self) if row < 0 else 0
+            if not 0 <= row < len(self):
+                raise IndexError(f"vector row {row} out of range")
+            return self._run(row, row + 1)[0]
+        rows = np.asarray(key, dtype=np.int64).reshape(-1)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError("vector row out of range")
+        # One read per run of consecutive rows: a passage's sentences are mostly neighbours.
+        wanted = np.unique(rows)
+        out = np.empty((len(wanted), self.shape[1]), dtype=self.dtype)
+        breaks = np.flatnonzero(np.diff(wanted) != 1) + 1
+        at = 0
+        for run in np.split(wanted, breaks) if len(wanted) else []:
+            out[at : at + len(run)] = self._run(int(run[0]), int(run[-1]) + 1)
+            at += len(run)
+        return out[np.searchsorted(wanted, rows)]
+
+    def _run(self, start: int, stop: int) -> np.ndarray:
+        size = (stop - start) * self._row_bytes
+        data = os.pread(self._file.fileno(), size, self._offset + start * self._row_bytes)
+        if len(data) != size:
+            raise IndexCorruptError(
+                "a vector file is shorter than its header says: run `protest-bot index build`"
+            )
+        return np.frombuffer(data, dtype=self.dtype).reshape(stop - start, self.shape[1])
 
 
 class RowTable(Sequence[tuple[int, ...]]):
@@ -291,7 +354,7 @@ class Index:
     passages: Sequence[Passage]
     sentence_rows: Sequence[tuple[int, ...]]
     dense: Any  # faiss.Index
-    sentence_vectors: np.ndarray
+    sentence_vectors: VectorFile | np.ndarray
     lexical: LexicalIndex
     ids: np.ndarray | None = None  # FAISS id of each row, increasing (None: the row number itself)
     folder: Path | None = None
@@ -485,7 +548,7 @@ def load(root: Path, model: str) -> Index:
         )
         ids = np.load(folder / IDS, allow_pickle=False)
         dense = _read_faiss(folder / DENSE)
-        sentence_vectors = np.load(folder / SENTENCES, mmap_mode="r", allow_pickle=False)
+        sentence_vectors = VectorFile(folder / SENTENCES)
         from bot.lexical import LexicalIndex
 
         lexical = LexicalIndex.load(folder / BM25)

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bot import store
@@ -282,3 +283,25 @@ def test_reading_the_manifest_does_not_import_numpy() -> None:
     code = "import sys, bot.store, bot.indexer; print(sorted({'numpy', 'bm25s', 'faiss'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_vector_file_reads_what_numpy_loads(tmp_path: Path) -> None:
+    # The sentence vectors are read row by row with pread; any way of indexing must give what the
+    # whole array would.
+    array = np.arange(50 * 3, dtype=np.float16).reshape(50, 3)
+    np.save(tmp_path / "v.npy", array)
+    vectors = store.VectorFile(tmp_path / "v.npy")
+    assert vectors.shape == (50, 3) and len(vectors) == 50 and vectors.dtype == np.float16
+    for key in [
+        7,
+        -1,
+        slice(3, 9),
+        slice(0, 50, 7),
+        slice(45, 99),
+        [4, 5, 6, 30, 5, 1],
+        np.array([], dtype=int),
+    ]:
+        assert np.array_equal(vectors[key], array[key]), key
+    for bad in [50, -51, [3, 50]]:
+        with pytest.raises(IndexError):
+            vectors[bad]
