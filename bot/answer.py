@@ -76,7 +76,7 @@ class Engine:
 
     def sources(self) -> list[Source]:
         """Every article in the index, as a citation source, in id order."""
-        return [_source(record) for _, record in sorted(self.index.manifest.articles.items())]
+        return [record.source() for _, record in sorted(self.index.manifest.articles.items())]
 
     def retrieve(self, question: str, k: int = 10) -> list[Hit]:
         """The `k` best passages by hybrid score, with no abstention and no grouping (for evaluation)."""
@@ -152,7 +152,7 @@ class Engine:
             passage=first.passage.text,
             quote=group.quote.text,
             score=round(first.score, 4),
-            sources=tuple(_source(self.index.manifest.articles[h.passage.article_id]) for h in group.hits),
+            sources=tuple(self.index.manifest.articles[h.passage.article_id].source() for h in group.hits),
             passage_id=first.passage.id,
         )
 
@@ -190,17 +190,6 @@ def _summary(citations: list[Citation]) -> str:
     outlets = len(top.sources)
     reported = f" (reported by {outlets} sources)" if outlets > 1 else ""
     return f"“{top.quote}” [1]{reported}"
-
-
-def _source(record: store.ArticleRecord) -> Source:
-    return Source(
-        id=record.id,
-        title=record.title,
-        outlet=record.outlet,
-        date=record.date,
-        url=record.url,
-        path=record.path,
-    )
 
 
 def open_engine(

@@ -323,12 +323,11 @@ def index_status(
 def sources(ctx: typer.Context) -> None:
     """List the articles the index holds (outlet, date, link)."""
     from bot import store
-    from bot.answer import _source
     from bot.render import source_label, source_location
 
     manifest = store.read_manifest(ctx.obj.index)
     for n, (_, record) in enumerate(sorted(manifest.articles.items()), start=1):
-        source = _source(record)
+        source = record.source()
         out.print(f"{n}. {source_label(source)}\n   {source_location(source)}", markup=False)
 
 

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from bot.errors import IndexCorruptError, IndexError_, IndexMismatchError, IndexMissingError
-from bot.models import Passage, Sentence
+from bot.models import Passage, Sentence, Source
 
 if TYPE_CHECKING:
     import numpy as np
@@ -147,6 +147,12 @@ class ArticleRecord:
     url: str | None
     hash: str
     passages: int
+
+    def source(self) -> Source:
+        """The article as a citation source."""
+        return Source(
+            id=self.id, title=self.title, outlet=self.outlet, date=self.date, url=self.url, path=self.path
+        )
 
 
 @dataclass
