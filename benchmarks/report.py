@@ -224,7 +224,17 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     real = results.get("build", {}).get("real", {})
     if real:
         ratio = real.get("ratio_to_floor")
-        out.append((f"build ≥ {BUILD_RATIO}× raw-encode throughput", _x(ratio), _ge(ratio, BUILD_RATIO)))
+        out.append(
+            (
+                f"build ≥ {BUILD_RATIO}× raw-encode throughput (passage texts)",
+                _x(ratio),
+                _ge(ratio, BUILD_RATIO),
+            )
+        )
+        every = real.get("ratio_to_floor_all_texts")
+        if every is not None:
+            label = "  the same, against raw encode of every text a build embeds (passages and sentences)"
+            out.append((label, _x(every), _ge(every, BUILD_RATIO)))
     updates = [e for e in results.get("incremental", {}).values() if isinstance(e, dict) and "runs" in e]
     for entry in sorted(updates, key=lambda e: e["articles"]):
         share, articles = entry["share_of_full_build"], entry["articles"]

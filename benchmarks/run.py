@@ -417,16 +417,21 @@ class Bench:
         folder = self.work / "build-real"
         corpus = write_corpus(folder / "corpus", self.generator, self.plan.build_articles)
         tokens, overlap = self.settings.chunk_tokens, self.settings.chunk_overlap
-        passage_texts = [
-            p.text
+        passages_made = [
+            p
             for article in read_corpus(corpus)
             for p in chunk(article, tokens, overlap, self.model.count_tokens)
         ]
+        passage_texts = [p.text for p in passages_made]
+        # What a build embeds: every distinct passage and sentence text (the sentences serve the
+        # sentence-level score and the quote); a second floor, for the work the pipeline adds.
+        all_texts = sorted({t for p in passages_made for t in [p.text, *p.sentence_texts()]})
         model = getattr(self.model, "_model", None)
         timed = _TimedModel(self.model, set(passage_texts))
         builds: list[float] = []
         encodes: list[float] = []
         floors: list[float] = []
+        floors_all: list[float] = []
         reports = []
 
         def build() -> None:
@@ -453,8 +458,17 @@ class Bench:
             )  # fmt: skip
             floors.append(time.perf_counter() - began)
 
+        def floor_all() -> None:
+            began = time.perf_counter()
+            model.encode(  # type: ignore[union-attr]
+                all_texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                show_progress_bar=False,
+            )  # fmt: skip
+            floors_all.append(time.perf_counter() - began)
+
         for rep in range(self.plan.reps):
-            for step in (build, floor) if rep % 2 == 0 else (floor, build):
+            steps = (build, floor, floor_all)
+            for step in steps if rep % 2 == 0 else steps[::-1]:
                 step()
         manifest = store.read_manifest(folder / "index")
         passages = reports[0].passages
@@ -473,6 +487,9 @@ class Bench:
                 "floor_seconds": summary(floors),
                 "floor_passages_per_s": summary(floor_rates),
                 "ratio_to_floor": measure.median(build_rates) / measure.median(floor_rates),
+                "all_texts": len(all_texts),
+                "floor_all_texts_seconds": summary(floors_all),
+                "ratio_to_floor_all_texts": measure.median(floors_all) / measure.median(builds),
                 "encode_seconds_in_build": summary(encodes),
                 "pipeline_seconds": summary([b - e for b, e in zip(builds, encodes, strict=True)]),
                 "tokens": timed.tokens,
