@@ -10,13 +10,15 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
-from bot.config import Settings
 from bot.errors import BadInputError, ProtestBotError
+
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 log = logging.getLogger("bot")
 app = typer.Typer(
@@ -100,6 +102,8 @@ def configure(
         stream=sys.stderr,
     )
     _quiet_libraries(verbose)
+    from bot.config import Settings  # here, not at the top: `--help` needs no pydantic (0.1 s)
+
     options = {"corpus": corpus, "index": index, "model": model}
     try:
         ctx.obj = Settings(**{k: v for k, v in options.items() if v is not None})
