@@ -52,13 +52,14 @@ def hybrid_search(
     question_terms = frozenset(terms(question))
     best_sentence = np.zeros(len(candidates), dtype=np.float32)
     best_coverage = np.zeros(len(candidates), dtype=np.float32)
+    passages = [index.passages[int(row)] for row in candidates]  # parsed once: each is a file read
     start = 0
-    for i, row in enumerate(candidates):
+    for i, passage in enumerate(passages):
         count = len(sentence_rows[i])
         if count:
             best_sentence[i] = float(sentence_similarity[start : start + count].max())
         start += count
-        texts = index.passages[int(row)].sentence_texts()
+        texts = passage.sentence_texts()
         best_coverage[i] = max((coverage(question_terms, t) for t in texts), default=0.0)
     lexical = lexical_all[candidates]
     top = float(lexical.max()) if len(lexical) else 0.0
@@ -73,7 +74,7 @@ def hybrid_search(
     order = np.argsort(-fused, kind="stable")[:k]
     return [
         Hit(
-            passage=index.passages[int(candidates[i])],
+            passage=passages[i],
             row=int(candidates[i]),
             score=float(fused[i]),
             dense=float(dense[i]),
