@@ -27,7 +27,7 @@ index (ids of removed passages are removed, new ones added), and only new text w
 Loading is cheap at any size: passages and sentence vectors are read (pread) when a search needs
 them, so a serving process holds the FAISS index, BM25 and small arrays in memory, not every
 passage, and the files' pages stay in the kernel's page cache, outside the process. Because
-a memory-mapped line is parsed only when a question reaches it, every file's SHA-256 is checked at
+a passage line is parsed only when a question reaches it, every file's SHA-256 is checked at
 load (about 0.3 s per GB): damage anywhere is a clear "rebuild" then, not a crash mid-answer.
 Only this module imports faiss.
 """
@@ -354,7 +354,7 @@ class RowTable(Sequence[tuple[int, ...]]):
 
 @dataclass
 class Index:
-    """A loaded index: everything a search needs, in memory or memory-mapped."""
+    """A loaded index: everything a search needs, in memory or read from its files on use."""
 
     manifest: Manifest
     passages: Sequence[Passage]
@@ -819,7 +819,7 @@ def _write_sentence_rows(staging: Path, per_passage: list[np.ndarray]) -> None:
 
 
 def _write_gathered(path: Path, old: np.ndarray, rows: np.ndarray, new: np.ndarray, dtype: type) -> None:
-    """old[rows] then new, written in slices (old is memory-mapped; no copy of it is held in memory)."""
+    """old[rows] then new, written in slices (old may be a VectorFile; no copy of it is held whole)."""
     width = old.shape[1] if old.ndim == 2 else new.shape[1]
     out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(len(rows) + len(new), width))
     step = 65536
