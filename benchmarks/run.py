@@ -450,21 +450,18 @@ class Bench:
             builds.append(time.perf_counter() - began)
             encodes.append(timed.take())
 
-        def floor() -> None:
-            began = time.perf_counter()
-            model.encode(  # type: ignore[union-attr]
-                passage_texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
-                show_progress_bar=False,
-            )  # fmt: skip
-            floors.append(time.perf_counter() - began)
+        def raw_encode(texts: list[str], into: list[float]) -> Callable[[], None]:
+            def step() -> None:
+                began = time.perf_counter()
+                model.encode(  # type: ignore[union-attr]
+                    texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                    show_progress_bar=False,
+                )  # fmt: skip
+                into.append(time.perf_counter() - began)
 
-        def floor_all() -> None:
-            began = time.perf_counter()
-            model.encode(  # type: ignore[union-attr]
-                all_texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
-                show_progress_bar=False,
-            )  # fmt: skip
-            floors_all.append(time.perf_counter() - began)
+            return step
+
+        floor, floor_all = raw_encode(passage_texts, floors), raw_encode(all_texts, floors_all)
 
         for rep in range(self.plan.reps):
             steps = (build, floor, floor_all)
