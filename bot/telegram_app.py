@@ -117,6 +117,28 @@ def protect_secret(secret: str) -> None:
     _factory_installed = True
 
 
+class PollingErrorsInOneLine(logging.Filter):
+    """PTB logs every failed getUpdates at ERROR with a traceback, then retries by itself: a flaky
+    network filled the log with tracebacks. One warning line says as much."""
+
+    PTB_MESSAGE = "Exception happened while polling for updates."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == self.PTB_MESSAGE and record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg, record.args = "polling failed, retrying: %s: %s", (type(error).__name__, error)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def shorten_polling_errors() -> None:
+    """Install PollingErrorsInOneLine on PTB's Updater logger (once)."""
+    updater = logging.getLogger("telegram.ext.Updater")
+    if not any(isinstance(f, PollingErrorsInOneLine) for f in updater.filters):
+        updater.addFilter(PollingErrorsInOneLine())
+
+
 def redact(text: str) -> str:
     """`text` with every protected secret replaced."""
     for secret in tuple(_secrets):
@@ -663,6 +685,7 @@ def build_application(
     """The PTB Application with every handler; without `engine`, one is opened once the token is accepted."""
     token = bot_token(tg)
     protect_secret(token)
+    shorten_polling_errors()
     handlers = Handlers(BotState(settings, tg, engine))
     app = (
         ApplicationBuilder()

@@ -11,6 +11,7 @@ answered exactly once, nothing refused by Telegram, and the bot still answering.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -203,6 +204,20 @@ def test_get_updates_failures_lose_and_repeat_nothing(
     assert answers_per_chat(api, mark)[PRIVATE["id"]] == 1
     assert api.rejected() == []
     still_answering(api, bot)
+
+
+def test_a_failed_poll_is_logged_as_one_warning_line_without_a_traceback(
+    api: FakeBotApi, start_bot: Callable[..., BotThread], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="telegram.ext.Updater")
+    start_bot()
+    api.fail_next("getUpdates", times=2, status=502)
+    mark = api.mark()
+    api.send_text(PALANTIR)
+    api.wait_for("sendMessage", lambda c: c.ok and c.chat_id == PRIVATE["id"], since=mark, timeout=60)
+    polling = [r for r in caplog.records if r.name == "telegram.ext.Updater"]
+    assert any("polling failed, retrying" in r.getMessage() for r in polling), polling
+    assert all(r.exc_info is None and r.levelno == logging.WARNING for r in polling), polling
 
 
 def test_a_connection_dropped_mid_poll_loses_and_repeats_nothing(
