@@ -91,10 +91,9 @@ def update_index(
             f"--chunk-tokens {chunk_tokens} is more than the model reads ({embedder.max_tokens} word pieces)"
         )
     settings = _Chunking(chunk_tokens, chunk_overlap, exact_limit)
-    # A missing or unreadable corpus fails here, before the lock creates the index folder.
-    article_files(corpus_dir)
+    # Listed before the lock, which creates the index folder: a missing corpus leaves nothing behind.
+    files = {path.stem: path for path in article_files(corpus_dir)}
     with store.write_lock(index_dir):
-        files = {path.stem: path for path in article_files(corpus_dir)}
         hashes = {i: content_hash(path.read_bytes()) for i, path in files.items()}
         previous = None if full else _reusable(index_dir, embedder)
         if previous is None:

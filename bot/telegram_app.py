@@ -126,7 +126,11 @@ class PollingErrorsInOneLine(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == self.PTB_MESSAGE and record.exc_info and record.exc_info[1] is not None:
             error = record.exc_info[1]
-            record.msg, record.args = "polling failed, retrying: %s: %s", (type(error).__name__, error)
+            # The record factory redacted the record as made; this new text must be redacted too.
+            record.msg, record.args = (
+                "polling failed, retrying: %s: %s",
+                (type(error).__name__, redact(str(error))),
+            )
             record.exc_info, record.exc_text = None, None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True

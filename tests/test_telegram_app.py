@@ -19,6 +19,7 @@ from bot.telegram_app import (
     protect_secret,
     redact,
     result_id,
+    shorten_polling_errors,
     strip_mention,
     telegram_settings,
     webhook_options,
@@ -110,6 +111,24 @@ def test_webhook_options_listen_on_the_urls_path_with_a_secret() -> None:
     )
     assert given["secret_token"] == "s3cret_value"
     assert redact("secret is s3cret_value") == "secret is <redacted>"
+
+
+def test_a_shortened_polling_error_stays_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    # The one-line polling warning is written after the record was redacted: it must redact itself.
+    secret = "666666666:AAHsecret-for-the-polling-test_00000"
+    protect_secret(secret)
+    shorten_polling_errors()
+    caplog.set_level(logging.WARNING, logger="telegram.ext.Updater")
+    try:
+        raise RuntimeError(f"GET https://api.telegram.org/bot{secret}/getUpdates failed")
+    except RuntimeError as exc:
+        logging.getLogger("telegram.ext.Updater").exception(
+            "Exception happened while polling for updates.", exc_info=exc
+        )
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert "polling failed, retrying: RuntimeError" in caplog.text
+    assert secret not in caplog.text and "bot<redacted>/getUpdates" in caplog.text
 
 
 def test_redaction_covers_messages_arguments_and_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
