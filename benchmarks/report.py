@@ -66,7 +66,7 @@ def table(results: dict[str, Any]) -> str:
         row("  p50 ÷ floor p50", [_x(warm.get(n, {}).get("p50_over_floor")) for n in names])
         row("  p95 / p99 ms", [_p95_99(warm.get(n, {}).get("total", {})) for n in names])
         row("  p99 ÷ floor p99", [_x(warm.get(n, {}).get("p99_over_floor_p99")) for n in names])
-        for stage in ("embed", "search", "fuse", "quote", "render", "other"):
+        for stage in ("embed", "search", "fuse", "read", "quote", "render", "other"):
             row(
                 f"  {stage} p50 ms",
                 [_ms(warm.get(n, {}).get("stages", {}).get(stage, {}).get("median")) for n in names],

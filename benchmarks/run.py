@@ -344,7 +344,7 @@ class Bench:
             )
 
         stages: dict[str, list[float]] = {
-            k: [] for k in ("embed", "search", "fuse", "quote", "render", "other")
+            k: [] for k in ("embed", "search", "fuse", "read", "quote", "render", "other")
         }
         totals: list[float] = []
         floors: list[float] = []
@@ -376,7 +376,12 @@ class Bench:
                     split = timers.take()
                     split["render"] = ended - rendered
                     split["other"] = (
-                        (rendered - began) - split["embed"] - split["search"] - split["fuse"] - split["quote"]
+                        (rendered - began)
+                        - split["embed"]
+                        - split["search"]
+                        - split["fuse"]
+                        - split["read"]
+                        - split["quote"]
                     )
                     totals.append(ended - began)
                     for key, value in split.items():
@@ -839,10 +844,11 @@ def _stage_timers() -> Iterator[_Stages]:
 
 
 class _EngineTimers:
-    """Stage timers around one engine's calls: embed, search (dense + BM25), fuse, quote."""
+    """Stage timers around one engine's calls: embed, search (dense + BM25), fuse, read (the reader,
+    with the single words it embeds), quote."""
 
     def __init__(self) -> None:
-        self.timers = {k: Timer() for k in ("embed", "search", "hybrid", "quote")}
+        self.timers = {k: Timer() for k in ("embed", "search", "hybrid", "read", "quote")}
         self.available: dict[str, bool] = {}
 
     def reset(self) -> None:
@@ -855,6 +861,7 @@ class _EngineTimers:
             "embed": seconds["embed"],
             "search": seconds["search"],
             "fuse": max(seconds["hybrid"] - seconds["search"], 0.0),
+            "read": seconds["read"],
             "quote": seconds["quote"],
         }
 
@@ -863,7 +870,8 @@ class _EngineTimers:
 def _engine_timers(engine: Any) -> Iterator[_EngineTimers]:
     """Wrap, for one engine, the functions `Engine.answer` calls (nothing in bot/ is edited):
     the embedder's encode; the index's dense search and BM25 scoring ("search"); hybrid_search
-    as imported by bot.answer (minus search = "fuse"); choose_quote as imported by bot.answer."""
+    as imported by bot.answer (minus search = "fuse"); the reader's read_question, read and
+    neighbour_coverage ("read"); choose_quote as imported by bot.answer."""
     import bot.answer
 
     timers = _EngineTimers()
@@ -877,7 +885,14 @@ def _engine_timers(engine: Any) -> Iterator[_EngineTimers]:
     lexical = index.lexical
     lexical.scores = timers.timers["search"].wrap(lexical.scores)
     undo.append(lambda: lexical.__dict__.pop("scores", None))
-    for attribute, timer in (("hybrid_search", "hybrid"), ("choose_quote", "quote")):
+    steps = (
+        ("hybrid_search", "hybrid"),
+        ("read", "read"),
+        ("neighbour_coverage", "read"),
+        ("read_question", "read"),
+        ("choose_quote", "quote"),
+    )
+    for attribute, timer in steps:
         original = getattr(bot.answer, attribute, None)
         timers.available[attribute] = original is not None
         if original is not None:

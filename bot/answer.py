@@ -21,9 +21,21 @@ from bot.embed import Embedder, load_embedder
 from bot.errors import BadInputError, IndexCorruptError, IndexError_, IndexMismatchError, IndexMissingError
 from bot.followup import resolve_followup
 from bot.indexer import Freshness, describe_changes, freshness, update_from_settings
-from bot.lexical import terms
-from bot.models import Answer, Citation, Hit, Source
+from bot.models import Answer, AnswerSpan, Citation, Hit, Source
 from bot.quote import choose_quote
+from bot.reader import Question as ReaderQuestion
+from bot.reader import (
+    ReaderModel,
+    Reading,
+    Vocabulary,
+    WordVectors,
+    answer_span,
+    best_per_hit,
+    default_model,
+    neighbour_coverage,
+    read,
+    read_question,
+)
 from bot.search import FusionWeights, hybrid_search
 
 log = logging.getLogger(__name__)
@@ -35,14 +47,13 @@ NOT_COVERED = "The articles don't cover that."
 
 @dataclass(frozen=True)
 class Abstention:
-    """When to say the articles don't answer, from the best sentence among the retrieved passages.
+    """The first gate: is any retrieved sentence close enough to the question at all?
 
-    A question is answered when some sentence is very close in meaning, or fairly close and sharing
-    at least some of the question's content words. The thresholds were chosen on our own sets
-    (tests/data/calibration-questions.jsonl, offtopic-questions.jsonl) so that at most 1 in 50
-    answerable questions is declined; questions that borrow the articles' words to ask what they
-    never say ("Palantir's CEO?") mostly still get passages: telling those apart needs reading
-    comprehension a sentence embedding does not have.
+    A question passes when some sentence is very close in meaning, or fairly close and sharing at
+    least some of the question's content words (thresholds chosen on tests/data/calibration-questions
+    and offtopic-questions so that at most 1 in 50 answerable questions is declined). It turns away
+    off-topic questions and page chrome; the reader (`bot.reader`) then judges whether the close
+    sentences really answer what is asked.
     """
 
     sentence_alone: float = 0.76
@@ -67,38 +78,57 @@ class Engine:
         index: store.Index,
         embedder: Embedder,
         weights: FusionWeights | None = None,
-        abstention: Abstention | None = None,
+        reader: ReaderModel | None = None,
     ) -> None:
         self.index = index
         self.embedder = embedder
         self.weights = weights or FusionWeights()
-        self.abstention = abstention or Abstention()
+        self._reader = reader
+        self.vocabulary = Vocabulary(index.lexical.document_shares())
+        self.words = WordVectors(lambda words: embedder.encode(words))
+
+    @property
+    def reader(self) -> ReaderModel:
+        """The fitted reader (bot/reader.json unless another was given)."""
+        return self._reader or default_model()
+
+    @reader.setter
+    def reader(self, model: ReaderModel) -> None:
+        self._reader = model
 
     def sources(self) -> list[Source]:
         """Every article in the index, as a citation source, in id order."""
         return [record.source() for _, record in sorted(self.index.manifest.articles.items())]
 
     def retrieve(self, question: str, k: int = 10) -> list[Hit]:
-        """The `k` best passages by hybrid score, with no abstention and no grouping (for evaluation)."""
+        """The `k` best passages as the reader ranks them, with no abstention and no grouping
+        (for evaluation)."""
         question = validate_question(question)
         query_vector = self.embedder.encode([question])[0]
-        return hybrid_search(self.index, query_vector, question, k, self.weights)
+        return self._read(question, query_vector, max(k, 12)).hits[:k]
+
+    def read(self, question: str, k: int = 12) -> Read:
+        """The candidates of a question with the reader's verdict on each of their sentences."""
+        question = validate_question(question)
+        return self._read(question, self.embedder.encode([question])[0], k)
 
     def answer(self, question: str, k: int = 3, previous: Answer | None = None) -> Answer:
         """Up to `k` citations that answer the question, or an abstention.
 
         With `previous` (the last answer in a conversation), a question that refers back to it
-        ("how many signed it?") is searched together with the question it follows.
+        ("how many signed it?") is searched together with the question it follows; one that swaps
+        the subject ("what about Microsoft?") is asked as the question before with the new subject.
         """
         question = validate_question(question)
-        query = resolve_followup(question, previous.query if previous else None)
+        query = resolve_followup(question, previous.query if previous else None, self._similarity)
         query_vector = self.embedder.encode([query])[0]
-        hits = hybrid_search(self.index, query_vector, query, max(k * 4, 12), self.weights)
-        if not hits or self.abstention.declines(hits):
+        found = self._read(query, query_vector, max(k * 4, 12))
+        if not found.hits or found.off_topic or found.confidence < self.reader.answer_threshold:
             return Answer(question=question, abstained=True, answer=NOT_COVERED, citations=(), query=query)
-        groups = self._groups(hits, query_vector, frozenset(terms(query)), k)
+        groups = self._groups(found, k)
         citations = [self._citation(n, group) for n, group in enumerate(groups, start=1)]
         notes = tuple(_disagreements(groups))
+        span = self._answer_span(found, groups[0])
         return Answer(
             question=question,
             abstained=False,
@@ -106,18 +136,48 @@ class Engine:
             citations=tuple(citations),
             notes=notes,
             query=query,
+            answer_span=span,
         )
 
-    def _groups(
-        self, hits: list[Hit], query_vector: np.ndarray, question_terms: frozenset[str], k: int
-    ) -> list[Group]:
+    def _read(self, query: str, query_vector: np.ndarray, k: int) -> Read:
+        """Hybrid candidates, each sentence read, the passages re-ranked by their best sentence."""
+        hits = hybrid_search(self.index, query_vector, query, k, self.weights)
+        question = read_question(query, self.vocabulary)
+        cosines = [self._sentence_cosines(hit, query_vector) for hit in hits]
+        readings = read(question, hits, cosines, self.reader)
+        near = neighbour_coverage(question, readings, [h.passage.text for h in hits[:3]], self.words)
+        best = best_per_hit(readings, len(hits))
+        order = sorted(range(len(hits)), key=lambda i: -(hits[i].score + self.reader.rank_weight * best[i]))
+        by_hit: list[list[Reading]] = [[] for _ in hits]
+        for reading in readings:
+            by_hit[reading.hit].append(reading)
+        return Read(
+            question=question,
+            hits=[hits[i] for i in order],
+            readings=[by_hit[i] for i in order],
+            confidence=self.reader.confidence(question, readings, near),
+            off_topic=ABSTENTION.declines(hits),
+            near=near,
+        )
+
+    def _sentence_cosines(self, hit: Hit, query_vector: np.ndarray) -> np.ndarray:
+        rows = list(self.index.sentence_rows[hit.row])
+        if not rows:
+            return np.zeros(0, dtype=np.float32)
+        vectors = np.asarray(self.index.sentence_vectors[rows], dtype=np.float32)
+        return vectors @ query_vector.astype(np.float32)
+
+    def _similarity(self, a: str, texts: list[str]) -> list[float]:
+        vectors = self.embedder.encode([a, *texts])
+        return [float(v @ vectors[0]) for v in vectors[1:]]
+
+    def _groups(self, found: Read, k: int) -> list[Group]:
         """The best `k` statements among the hits, each with every article that prints it, plus any
         statement of another article that gives different figures for the first one."""
         groups: list[Group] = []
         seen: set[tuple[str, int, int]] = set()
-        for hit in hits:
-            rows = list(self.index.sentence_rows[hit.row])
-            quote = choose_quote(hit.passage, self.index.sentence_vectors[rows], query_vector, question_terms)
+        for hit, readings in zip(found.hits, found.readings, strict=True):
+            quote = choose_quote(hit.passage, [r.probability for r in readings])
             span = (hit.passage.article_id, quote.start, quote.end)
             if span in seen:  # overlapping passages of one article quoting the same sentence
                 continue
@@ -127,10 +187,19 @@ class Engine:
             if len(groups) < k:
                 groups.append(Group(quote, [hit]))
         if groups and not any(disagree(groups[0].quote.text, g.quote.text) for g in groups[1:]):
-            conflict = conflicting_sentence(groups[0], hits)
+            conflict = conflicting_sentence(groups[0], found.hits)
             if conflict is not None:
                 groups.append(Group(conflict[1], [conflict[0]]))
         return groups
+
+    def _answer_span(self, found: Read, top: Group) -> AnswerSpan | None:
+        """The words of the first quote that answer a number, date or name question, when the
+        reader is confident enough that the quote answers it at all."""
+        bar = self.reader.span_thresholds.get(found.question.wanted.value, 1.0)
+        if top.quote.score < bar:
+            return None
+        span = answer_span(found.question, top.quote.text)
+        return AnswerSpan(n=1, text=span.text) if span else None
 
     @staticmethod
     def _corroborates(groups: list[Group], hit: Hit) -> bool:
@@ -155,6 +224,21 @@ class Engine:
             sources=tuple(self.index.manifest.articles[h.passage.article_id].source() for h in group.hits),
             passage_id=first.passage.id,
         )
+
+
+@dataclass(frozen=True)
+class Read:
+    """A question's candidate passages in the reader's order, with its verdict on every sentence."""
+
+    question: ReaderQuestion
+    hits: list[Hit]
+    readings: list[list[Reading]]  # per hit, one per sentence of its passage
+    confidence: float  # the reader's probability that the candidates answer the question
+    near: tuple[float, float, float]  # `neighbour_coverage` of the closest sentences
+    off_topic: bool  # the first gate (`Abstention`) turns the question away
+
+
+ABSTENTION = Abstention()
 
 
 def _disagreements(groups: list[Group]) -> list[str]:

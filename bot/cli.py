@@ -395,9 +395,25 @@ def evaluate_command(
     squad_index: Annotated[
         Path, typer.Option(help="With --squad: where the kit's index is built and kept.")
     ] = Path(".squad-index"),
+    unanswerable: Annotated[
+        bool,
+        typer.Option(
+            "--unanswerable",
+            help="With --squad: remove a tenth of the paragraphs from the indexed copy; questions that "
+            "lose their answer must be declined, the others answered.",
+        ),
+    ] = False,
+    half: Annotated[
+        str,
+        typer.Option(
+            help="With --squad: the kit's articles by file name: first (fit), second (held out), all."
+        ),
+    ] = "all",
 ) -> None:
     """Measure answer quality on a question file: hit@k, MRR@10, quotes, abstention (or --squad)."""
-    if squad is not None:
+    if squad is not None and unanswerable:
+        report = _evaluate_unanswerable(ctx.obj, squad, sample, squad_index, half)
+    elif squad is not None:
         report = _evaluate_squad(ctx.obj, squad, sample, squad_index)
     elif questions is not None:
         report = _evaluate_questions(ctx, questions, k)
@@ -411,6 +427,13 @@ def evaluate_command(
         if key == "misses":
             for miss in value:  # type: ignore[attr-defined]
                 out.print(f"  miss: {miss}", markup=False)
+        elif key == "by_kind":
+            for kind, figures in value.items():  # type: ignore[attr-defined]
+                shown = ", ".join(
+                    f"{name} {f:.3f}" if isinstance(f, float) else f"{name} {f}"
+                    for name, f in figures.items()
+                )
+                out.print(f"{'kind ' + kind:>22}: {shown}", markup=False)
         else:
             out.print(
                 f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}", markup=False
@@ -440,6 +463,20 @@ def _evaluate_squad(settings: Settings, kit: Path, sample: int | None, index: Pa
     return evaluate_squad_engine(
         open_engine(kit_settings, notify=_notify, progress=err.is_terminal), questions
     )
+
+
+def _evaluate_unanswerable(settings: Settings, kit: Path, size: int | None, index: Path, half: str):  # type: ignore[no-untyped-def]
+    from bot.answer import open_engine
+    from bot.evaluate import evaluate_unanswerable, sample, squad_articles, write_reduced_kit
+
+    names = squad_articles(kit, half)
+    root = index / f"reduced-{half}"
+    cases = write_reduced_kit(kit, names, root / "corpus")
+    answerable = sample([c for c in cases if c.answerable], size)
+    kept = answerable + [c for c in cases if not c.answerable]
+    kit_settings = settings.model_copy(update={"corpus": root / "corpus", "index": root / "index"})
+    engine = open_engine(kit_settings, notify=_notify, progress=err.is_terminal)
+    return evaluate_unanswerable(engine, kept, half)
 
 
 def main() -> None:

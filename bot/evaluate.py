@@ -12,7 +12,7 @@ import random
 import re
 import statistics
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bot.errors import BadInputError
@@ -33,6 +33,7 @@ class Question:
     question: str
     evidence: tuple[str, ...]
     unanswerable: bool
+    kind: str = ""  # e.g. casual, paraphrase, near-topic, false-premise, chrome (for per-kind figures)
 
 
 def read_questions(path: Path) -> list[Question]:
@@ -55,6 +56,7 @@ def read_questions(path: Path) -> list[Question]:
                     question=record["question"],
                     evidence=tuple(record.get("evidence") or ()),
                     unanswerable=bool(record.get("unanswerable", False)),
+                    kind=str(record.get("kind") or ""),
                 )
             )
         except (json.JSONDecodeError, KeyError, TypeError):
@@ -76,7 +78,7 @@ def first_hit(texts: Iterable[str], evidence: Iterable[str]) -> int | None:
 
 @dataclass(frozen=True)
 class Report:
-    """Quality figures for one question set."""
+    """Quality figures for one question set (and, in `by_kind`, for each kind of question in it)."""
 
     questions: int
     answerable: int
@@ -91,9 +93,23 @@ class Report:
     quote_faithfulness: float
     mean_passage_chars: float
     misses: tuple[str, ...]
+    by_kind: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one question."""
+
+    question: Question
+    abstained: bool
+    rank: int | None  # first passage holding the evidence (answerable questions)
+    quote_hit: bool
+    quotes: int
+    verbatim: int
+    lengths: tuple[int, ...]
 
 
 def evaluate(
@@ -109,43 +125,63 @@ def evaluate(
     where the engine would decline. `source_text(path)` reads a cited article file, for checking
     that every quote is verbatim in it (white space aside).
     """
-    ranks, quote_hits, lengths, misses = [], [], [], []
-    correct_abstentions = declined = wrongly_answered = 0
-    quotes_total = quotes_verbatim = 0
+    outcomes = []
     for q in questions:
         answer = ask(q.question)
+        quotes = verbatim = 0
         for citation in answer.citations:
-            lengths.append(len(citation.passage))
             for source in citation.sources:
-                quotes_total += 1
-                quotes_verbatim += _squash(citation.quote) in _squash(source_text(source.path))
-        if q.unanswerable:
-            correct_abstentions += answer.abstained
-            wrongly_answered += not answer.abstained
-            continue
-        correct_abstentions += not answer.abstained
-        declined += answer.abstained
-        rank = first_hit(retrieve(q.question)[:10], q.evidence)
-        ranks.append(rank)
-        quote_hits.append(first_hit([c.quote for c in answer.citations[:3]], q.evidence) is not None)
-        if rank != 1:
-            misses.append(f"{q.id} rank={rank}: {q.question}")
+                quotes += 1
+                verbatim += _squash(citation.quote) in _squash(source_text(source.path))
+        rank = None if q.unanswerable else first_hit(retrieve(q.question)[:10], q.evidence)
+        quote_hit = first_hit([c.quote for c in answer.citations[:3]], q.evidence) is not None
+        lengths = tuple(len(c.passage) for c in answer.citations)
+        outcomes.append(Outcome(q, answer.abstained, rank, quote_hit, quotes, verbatim, lengths))
+    report = _aggregate(outcomes)
+    kinds = sorted({o.question.kind for o in outcomes if o.question.kind})
+    by_kind = {kind: _kind_figures([o for o in outcomes if o.question.kind == kind]) for kind in kinds}
+    return Report(**{**asdict(report), "by_kind": by_kind})
+
+
+def _aggregate(outcomes: list[Outcome]) -> Report:
+    answerable = [o for o in outcomes if not o.question.unanswerable]
+    ranks = [o.rank for o in answerable]
+    quotes = sum(o.quotes for o in outcomes)
+    lengths = [length for o in outcomes for length in o.lengths]
     n = len(ranks) or 1
     return Report(
-        questions=len(questions),
-        answerable=len(ranks),
+        questions=len(outcomes),
+        answerable=len(answerable),
         hit_at_1=sum(r == 1 for r in ranks) / n,
         hit_at_3=sum(r is not None and r <= 3 for r in ranks) / n,
         hit_at_5=sum(r is not None and r <= 5 for r in ranks) / n,
         mrr_at_10=sum(1 / r for r in ranks if r) / n,
-        quote_hit_at_3=sum(quote_hits) / n,
-        abstention_accuracy=correct_abstentions / len(questions),
-        answerable_declined=declined,
-        unanswerable_answered=wrongly_answered,
-        quote_faithfulness=quotes_verbatim / quotes_total if quotes_total else 1.0,
+        quote_hit_at_3=sum(o.quote_hit for o in answerable) / n,
+        abstention_accuracy=sum(o.abstained == o.question.unanswerable for o in outcomes)
+        / (len(outcomes) or 1),
+        answerable_declined=sum(o.abstained for o in answerable),
+        unanswerable_answered=sum(not o.abstained for o in outcomes if o.question.unanswerable),
+        quote_faithfulness=sum(o.verbatim for o in outcomes) / quotes if quotes else 1.0,
         mean_passage_chars=statistics.fmean(lengths) if lengths else 0.0,
-        misses=tuple(misses),
+        misses=tuple(
+            f"{o.question.id} rank={o.rank}: {o.question.question}" for o in answerable if o.rank != 1
+        ),
     )
+
+
+def _kind_figures(outcomes: list[Outcome]) -> dict[str, float]:
+    """Per kind: retrieval and quotes for answerable kinds, the share declined for every kind."""
+    report = _aggregate(outcomes)
+    figures: dict[str, float] = {"questions": len(outcomes)}
+    if report.answerable:
+        figures |= {
+            "hit_at_1": report.hit_at_1,
+            "hit_at_3": report.hit_at_3,
+            "mrr_at_10": report.mrr_at_10,
+            "quote_hit_at_3": report.quote_hit_at_3,
+        }
+    figures["declined"] = sum(o.abstained for o in outcomes) / (len(outcomes) or 1)
+    return figures
 
 
 _WHITE = re.compile(r"\s+")
@@ -288,3 +324,156 @@ def evaluate_squad_engine(engine, questions: list[SquadQuestion]) -> SquadReport
 
     lengths = [len(p.text) for p in engine.index.passages]
     return evaluate_squad(questions, retrieve, len(lengths), statistics.fmean(lengths) if lengths else 0.0)
+
+
+# --- SQuAD with answers removed: does the engine decline what the corpus no longer says? ---
+
+SQUAD_HALVES = ("first", "second", "all")
+
+
+def squad_articles(kit: Path, half: str) -> list[str]:
+    """The kit's article files of one half, by file name: the first 24 are for fitting and
+    calibrating, the last 24 are held out for measurement."""
+    if half not in SQUAD_HALVES:
+        raise BadInputError(f"--half must be one of {', '.join(SQUAD_HALVES)}")
+    names = sorted(p.name for p in (kit / "articles").glob("*.txt"))
+    middle = len(names) // 2
+    return {"first": names[:middle], "second": names[middle:], "all": names}[half]
+
+
+@dataclass(frozen=True)
+class SquadCase:
+    """A kit question against a copy of the kit with some paragraphs removed."""
+
+    question: SquadQuestion  # offsets point into the reduced copy (unanswerable: the old ones)
+    answerable: bool
+
+
+def write_reduced_kit(
+    kit: Path, names: list[str], target: Path, drop_share: float = 0.1, seed: int = 13
+) -> list[SquadCase]:
+    """Copy the named articles into `target`, leaving out a fixed random share of their paragraphs.
+
+    A question whose paragraph is left out and whose answers occur nowhere in the copy becomes
+    unanswerable; one whose paragraph is left out but whose answer is still written elsewhere is
+    dropped (the corpus may still answer it); every other question stays answerable, its gold
+    paragraph offsets moved to where the paragraph now stands.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    by_article: dict[str, list[SquadQuestion]] = {}
+    for q in read_squad(kit):
+        by_article.setdefault(q.article, []).append(q)
+    moved: dict[tuple[str, int], tuple[int, int]] = {}
+    texts = []
+    for name in names:
+        text = (kit / "articles" / name).read_text(encoding="utf-8")
+        head, _, body = text.partition("\n\n")
+        paragraphs = body.split("\n\n")
+        dropped = set(rng.sample(range(len(paragraphs)), max(1, round(drop_share * len(paragraphs)))))
+        kept, offset = [], len(head) + 2
+        old = len(head) + 2
+        for i, paragraph in enumerate(paragraphs):
+            if i not in dropped:
+                moved[(name, old)] = (offset, offset + len(paragraph))
+                kept.append(paragraph)
+                offset += len(paragraph) + 2
+            old += len(paragraph) + 2
+        reduced = head + "\n\n" + "\n\n".join(kept)
+        (target / name).write_text(reduced, encoding="utf-8", newline="")
+        texts.append(reduced.lower())
+    everything = "\n".join(texts)
+    cases = []
+    for name in names:
+        for q in by_article.get(name, []):
+            if (name, q.start) in moved:
+                start, end = moved[(name, q.start)]
+                cases.append(SquadCase(SquadQuestion(q.id, q.question, q.answers, name, start, end), True))
+            elif not any(a.lower() in everything for a in q.answers):
+                cases.append(SquadCase(q, False))
+    return cases
+
+
+def token_f1(prediction: str, answers: Iterable[str]) -> float:
+    """SQuAD's token F1 (lower case, no punctuation or articles), best over the gold answers."""
+
+    def tokens(text: str) -> list[str]:
+        text = re.sub(r"\b(a|an|the)\b", " ", re.sub(r"[^\w\s]", " ", text.lower()))
+        return text.split()
+
+    predicted = tokens(prediction)
+    best = 0.0
+    for answer in answers:
+        gold = tokens(answer)
+        common = sum(min(predicted.count(t), gold.count(t)) for t in set(predicted))
+        if common:
+            precision, recall = common / len(predicted), common / len(gold)
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+@dataclass(frozen=True)
+class UnanswerableReport:
+    """SQuAD with paragraphs removed: retrieval and abstention, and the answer spans shown."""
+
+    half: str
+    answerable: int
+    unanswerable: int
+    r_at_1: float
+    r_at_5: float
+    answer_recall_at_5: float
+    answerable_declined: float
+    unanswerable_declined: float
+    span_shown: float
+    span_f1: float
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def evaluate_unanswerable(engine, cases: list[SquadCase], half: str) -> UnanswerableReport:  # type: ignore[no-untyped-def]
+    """Score an engine whose index holds a reduced kit copy (`write_reduced_kit`) on its cases."""
+    spans = FileSpans()
+    paths = {record.id: record.path for record in engine.index.manifest.articles.values()}
+    answerable = [c.question for c in cases if c.answerable]
+    ranks, answer_hits, declined, shown, f1s = [], [], 0, 0, []
+    for q in answerable:
+        found = [
+            (Path(paths[h.passage.article_id]).name, *_file_span(spans, paths, h), h.passage.text)
+            for h in engine.retrieve(q.question, 10)
+        ]
+        rank = next(
+            (
+                i
+                for i, (name, s, e, _) in enumerate(found, 1)
+                if name == q.article and s < q.end and e > q.start
+            ),
+            None,
+        )
+        ranks.append(rank)
+        wanted = [a.lower() for a in q.answers]
+        answer_hits.append(any(w in text.lower() for *_, text in found[:5] for w in wanted))
+        answer = engine.answer(q.question, 3)
+        declined += answer.abstained
+        if answer.answer_span is not None:
+            shown += 1
+            f1s.append(token_f1(answer.answer_span.text, q.answers))
+    unanswerable = [c.question for c in cases if not c.answerable]
+    declined_unanswerable = sum(engine.answer(q.question, 3).abstained for q in unanswerable)
+    n = len(answerable) or 1
+    return UnanswerableReport(
+        half=half,
+        answerable=len(answerable),
+        unanswerable=len(unanswerable),
+        r_at_1=sum(r == 1 for r in ranks) / n,
+        r_at_5=sum(r is not None and r <= 5 for r in ranks) / n,
+        answer_recall_at_5=sum(answer_hits) / n,
+        answerable_declined=declined / n,
+        unanswerable_declined=declined_unanswerable / (len(unanswerable) or 1),
+        span_shown=shown / n,
+        span_f1=statistics.fmean(f1s) if f1s else 0.0,
+    )
+
+
+def _file_span(spans: FileSpans, paths: dict[str, str], hit) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    return spans.span(paths[hit.passage.article_id], hit.passage.start, hit.passage.end)

@@ -109,7 +109,8 @@ def _bm25s():  # type: ignore[no-untyped-def]
 
 
 @functools.cache
-def _stop_words() -> frozenset[str]:
+def stop_words() -> frozenset[str]:
+    """Words that say nothing of what a text is about: English stop words and question words."""
     from bm25s.stopwords import STOPWORDS_EN
 
     _bm25s()
@@ -126,9 +127,15 @@ def _stemmer():  # type: ignore[no-untyped-def]
 
 def terms(text: str) -> list[str]:
     """Lower-cased, stemmed content words: "Employees signed" → ["employe", "sign"]."""
-    stop = _stop_words()
+    stop = stop_words()
     words = [w for w in _TOKEN.findall(text.lower().replace("’", "'")) if w not in stop]
     return _stemmer().stemWords(words)
+
+
+@functools.lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    """One lower-case word stemmed as the index stems it."""
+    return _stemmer().stemWord(word)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -163,6 +170,15 @@ class LexicalIndex:
     @classmethod
     def load(cls, folder: Path) -> LexicalIndex:
         return cls(_bm25s().BM25.load(str(folder), show_progress=False, mmap=False, verbosity=0))
+
+    def document_shares(self) -> dict[str, float]:
+        """For every term, the share of passages that hold it (from the index's term columns)."""
+        indptr = np.asarray(self._retriever.scores["indptr"])
+        size = max(int(self._retriever.scores["num_docs"]), 1)
+        counts = np.diff(indptr)
+        return {
+            t: float(counts[i]) / size for t, i in self._retriever.vocab_dict.items() if t and i < len(counts)
+        }
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every passage for the query (zeros when no query term is known)."""

@@ -91,6 +91,14 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class AnswerSpan:
+    """The words of citation `n`'s quote that answer the question ("More than 450"), verbatim."""
+
+    n: int
+    text: str
+
+
+@dataclass(frozen=True)
 class Answer:
     """What the engine says to a question: citations in rank order, or an honest abstention."""
 
@@ -101,3 +109,5 @@ class Answer:
     notes: tuple[str, ...] = ()
     # The text actually searched: the question, or with a follow-up, the question it follows too.
     query: str = ""
+    # The answering words of the first quote, where the question asks for a number, name or date.
+    answer_span: AnswerSpan | None = None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from bot.lexical import coverage
 from bot.models import Passage, Sentence
 
 # Sentences shorter than this many words say too little alone ("They added:"); quote the next too.
@@ -23,32 +23,20 @@ class Quote:
     score: float
 
 
-def choose_quote(
-    passage: Passage,
-    sentence_vectors: np.ndarray,
-    query_vector: np.ndarray,
-    question_terms: frozenset[str],
-    lexical_weight: float = 0.3,
-) -> Quote:
-    """The passage's best sentence for the question: cosine similarity plus word overlap.
+def choose_quote(passage: Passage, scores: Sequence[float]) -> Quote:
+    """The passage's best sentence by the reader's `scores` (one per sentence, in order).
 
-    `sentence_vectors` holds one row per sentence of the passage, in order. A very short best
-    sentence is joined with the one after it so the quote stands on its own.
+    A very short best sentence is joined with the one after it so the quote stands on its own.
     """
     texts = passage.sentence_texts()
     if not texts:
         return Quote(passage.text, passage.start, passage.end, 0.0)
-    similarity = sentence_vectors.astype(np.float32) @ query_vector.astype(np.float32)
-    scores = [
-        float(s) + lexical_weight * coverage(question_terms, t)
-        for s, t in zip(similarity, texts, strict=True)
-    ]
     best = int(np.argmax(scores))
     span: list[Sentence] = [passage.sentences[best]]
     if len(texts[best].split()) < _SHORT_QUOTE_WORDS and best + 1 < len(texts):
         span.append(passage.sentences[best + 1])
     start, end = _trim_quote_marks(passage.text, span[0].start - passage.start, span[-1].end - passage.start)
-    return Quote(passage.text[start:end], start + passage.start, end + passage.start, scores[best])
+    return Quote(passage.text[start:end], start + passage.start, end + passage.start, float(scores[best]))
 
 
 _OPENING = "\"“‘'«"

@@ -21,7 +21,13 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
         "abstained": answer.abstained,
         "answer": answer.answer,
         "citations": [_citation_dict(c) for c in answer.citations],
+        "answer_span": _span_dict(answer),
     }
+
+
+def _span_dict(answer: Answer) -> dict[str, Any] | None:
+    span = answer.answer_span
+    return None if span is None else {"n": span.n, "text": span.text}
 
 
 def _citation_dict(citation: Citation) -> dict[str, Any]:
@@ -61,9 +67,28 @@ def answer_markup(answer: Answer) -> str:
     """Terminal rendering (rich markup): each citation numbered, the quoted sentence highlighted."""
     if answer.abstained:
         return f"[bold]{escape(answer.answer)}[/bold]\n[dim]{escape(NOT_COVERED_HINT)}[/dim]"
-    blocks = [_citation_markup(c) for c in answer.citations]
+    blocks = [_headline_markup(answer)] + [_citation_markup(c) for c in answer.citations]
     blocks += [f"[bold magenta]Note:[/bold magenta] {escape(note)}" for note in answer.notes]
     return "\n\n".join(blocks)
+
+
+def headline_parts(answer: Answer) -> tuple[str, str, str]:
+    """The first quote split around its answering words (before, bold, after); the bold part is
+    empty when the engine gives no answer span."""
+    quote = answer.citations[0].quote
+    span = answer.answer_span
+    at = quote.find(span.text) if span is not None and span.n == answer.citations[0].n else -1
+    if at < 0:
+        return quote, "", ""
+    end = at + len(span.text)  # type: ignore[union-attr]
+    return quote[:at], quote[at:end], quote[end:]
+
+
+def _headline_markup(answer: Answer) -> str:
+    """The answer first, in the source's own words, its answering words (if any) in bold."""
+    before, bold, after = headline_parts(answer)
+    bold_markup = f"[bold]{escape(bold)}[/bold]" if bold else ""
+    return f"“{escape(before)}{bold_markup}{escape(after)}” [{answer.citations[0].n}]"
 
 
 def _citation_markup(citation: Citation) -> str:

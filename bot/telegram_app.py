@@ -510,6 +510,7 @@ class Handlers:
         shown = self.state.answers.get(key)
         assert shown is not None
         page, notes = shown.next_page(self.page)
+        heading = "\n".join(part for part in (heading, render.headline_html(answer)) if part)
         await self.send_citations(message, page, key, shown.more, quote, heading, notes)
 
     async def send_citations(

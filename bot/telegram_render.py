@@ -13,7 +13,7 @@ from html import escape
 from urllib.parse import urlsplit
 
 from bot.models import Answer, Citation, Source
-from bot.render import source_label
+from bot.render import headline_parts, source_label
 
 # Telegram's limit is 4096 UTF-16 units of *parsed* text; we measure the HTML source, which is never
 # shorter, so a message that fits here fits there.
@@ -115,6 +115,15 @@ def answer_messages(
     blocks += [fit(lambda budget, c=c: citation_html(c, budget)) for c in citations]
     blocks += [f"<i>{h(shorten(note, 1000))}</i>" for note in notes]
     return pack(blocks)
+
+
+def headline_html(answer: Answer, limit: int = 600) -> str:
+    """The answer first, in the source's own words: the first quote, its answering words in bold."""
+    before, bold, after = headline_parts(answer)
+    if len(before) + len(bold) + len(after) > limit:
+        return f"“{h(shorten(before + bold + after, limit))}” <b>[{answer.citations[0].n}]</b>"
+    bold_html = f"<b>{h(bold)}</b>" if bold else ""
+    return f"“{h(before)}{bold_html}{h(after)}” <b>[{answer.citations[0].n}]</b>"
 
 
 def not_covered_html(answer: Answer, heading: str | None = None) -> str:

@@ -44,7 +44,7 @@ def test_ask_json_follows_the_contract(real_settings: Settings) -> None:
     result = run(real_settings, "ask", "--json", "Who wrote to Jeff Bezos?")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"question", "abstained", "answer", "citations"}
+    assert set(data) == {"question", "abstained", "answer", "citations", "answer_span"}
     assert data["question"] == "Who wrote to Jeff Bezos?"
     assert data["abstained"] is False and isinstance(data["answer"], str) and data["answer"]
     assert [c["n"] for c in data["citations"]] == list(range(1, len(data["citations"]) + 1))
@@ -58,12 +58,23 @@ def test_ask_json_follows_the_contract(real_settings: Settings) -> None:
             assert isinstance(source["title"], str)
             assert squash(citation["quote"]) in squash(Path(source["path"]).read_text(encoding="utf-8"))
     assert any("Bezos" in c["quote"] for c in data["citations"])
+    span = data["answer_span"]
+    assert span is None or (set(span) == {"n", "text"} and span["text"] in data["citations"][span["n"] - 1]["quote"])
+
+
+def test_ask_json_gives_the_answering_words_of_a_number_question(real_settings: Settings) -> None:
+    data = json.loads(run(real_settings, "ask", "--json", "How many Amazon employees signed the letter?").stdout)
+    span = data["answer_span"]
+    assert span is not None and span["n"] == 1
+    assert span["text"] in data["citations"][0]["quote"]
+    assert any(ch.isdigit() for ch in span["text"])
 
 
 def test_ask_json_abstains_with_no_citations(real_settings: Settings) -> None:
     data = json.loads(run(real_settings, "ask", "--json", "What is the speed of light?").stdout)
     assert data["abstained"] is True
     assert data["citations"] == []
+    assert data["answer_span"] is None
     assert "don't cover" in data["answer"]
 
 

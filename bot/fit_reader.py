@@ -1,0 +1,481 @@
+"""Fit the reader (bot/reader.json): one logistic regression over the reader's features, and the
+thresholds chosen with it. Maintainers run it after changing a feature; CI never does.
+
+    python -m bot.fit_reader [--squad ../shared/external/squad] [--squad-sample 1500]
+
+Fitted only on our own question sets (tests/data: written without opening ../shared/eval) and
+the FIRST 24 articles of the SQuAD kit by file name, a tenth of their paragraphs removed so that
+some questions lose their answer. The last 24 articles are held out: nothing here reads them.
+
+Labels are per sentence: a candidate sentence answers when it holds one of the question's
+evidence strings (our sets) or lies in the gold paragraph and holds a gold answer (SQuAD).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import pickle
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bot.evaluate import (
+    FileSpans,
+    normalize,
+    read_questions,
+    sample,
+    squad_articles,
+    token_f1,
+    write_reduced_kit,
+)
+from bot.reader import (
+    DECISION_FEATURES,
+    FEATURES,
+    WEIGHTS_FILE,
+    Logistic,
+    ReaderModel,
+    answer_span,
+    decision_features,
+    focus_weight,
+)
+
+log = logging.getLogger("bot.fit_reader")
+
+ROOT = Path(__file__).resolve().parent.parent
+OUR_SETS = ("calibration-questions.jsonl", "offtopic-questions.jsonl", "casual-fit.jsonl")
+# The issue's bar is 97 % of answerable questions answered; the first gate already declines up to
+# 2 %, so the reader may decline at most 1 % of each source's answerable questions on its own.
+KEEP_ANSWERED = 0.99
+SPAN_F1 = 0.72  # show answer spans only above the confidence where they are this good on the fit data
+RANK_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+
+
+@dataclass
+class Case:
+    """One question's candidates: features and labels per sentence, and per passage."""
+
+    source: str  # "ours" or "squad"
+    answerable: bool
+    rows: list[tuple[float, ...]] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    hit_of_row: list[int] = field(default_factory=list)
+    hit_scores: list[float] = field(default_factory=list)
+    hit_relevant: list[bool] = field(default_factory=list)
+    sentences: list[str] = field(default_factory=list)
+    question: object = None
+    answers: tuple[str, ...] = ()
+    kind: str = ""
+    text: str = ""
+    near: tuple[float, float, float] = (0.0, 1.0, 0.0)
+    off_topic: bool = False
+
+
+def collect(engine, question: str, source: str, answerable: bool, label, relevant) -> Case:  # type: ignore[no-untyped-def]
+    """Read one question and label its candidates with `label(hit, j, text)` and `relevant(hit)`."""
+    found = engine.read(question, 12)
+    case = Case(
+        source=source,
+        answerable=answerable,
+        question=found.question,
+        text=question,
+        near=found.near,
+        off_topic=found.off_topic,
+    )
+    for i, (hit, readings) in enumerate(zip(found.hits, found.readings, strict=True)):
+        case.hit_scores.append(hit.score)
+        case.hit_relevant.append(answerable and relevant(hit))
+        for reading in readings:
+            case.rows.append(reading.features)
+            case.labels.append(int(answerable and label(hit, reading.sentence, reading.text)))
+            case.hit_of_row.append(i)
+            case.sentences.append(reading.text)
+    return case
+
+
+def our_cases(engine, data: Path, names: tuple[str, ...] = OUR_SETS) -> list[Case]:  # type: ignore[no-untyped-def]
+    cases = []
+    for name in names:
+        path = data / name
+        if not path.exists():
+            log.warning("%s is missing: fitting without it", path)
+            continue
+        for q in read_questions(path):
+            wanted = [normalize(e) for e in q.evidence]
+
+            def holds(text: str, wanted: list[str] = wanted) -> bool:
+                have = normalize(text)
+                return any(w in have or (len(have) > 20 and have in w) for w in wanted)
+
+            case = collect(
+                engine,
+                q.question,
+                "ours",
+                not q.unanswerable,
+                lambda hit, j, text, holds=holds: holds(text),
+                lambda hit, holds=holds: holds(hit.passage.text),
+            )
+            case.kind = q.kind or ("answerable" if not q.unanswerable else "unanswerable")
+            cases.append(case)
+    return cases
+
+
+def squad_cases(settings, kit: Path, work: Path, size: int) -> list[Case]:  # type: ignore[no-untyped-def]
+    """The first half of the kit, a tenth of its paragraphs removed, indexed in `work`."""
+    from bot.answer import open_engine
+
+    names = squad_articles(kit, "first")
+    kit_cases = write_reduced_kit(kit, names, work / "corpus")
+    engine = open_engine(settings.model_copy(update={"corpus": work / "corpus", "index": work / "index"}))
+    engine.reader = ReaderModel.neutral()
+    spans = FileSpans()
+    paths = {r.id: r.path for r in engine.index.manifest.articles.values()}
+    answerable = sample([c for c in kit_cases if c.answerable], size)
+    unanswerable = [c for c in kit_cases if not c.answerable]
+    cases = []
+    for case in answerable + unanswerable:
+        q = case.question
+
+        def inside(hit, start: int, end: int, q=q) -> bool:  # type: ignore[no-untyped-def]
+            path = paths[hit.passage.article_id]
+            s, e = spans.span(path, start, end)
+            return Path(path).name == q.article and s < q.end and e > q.start
+
+        def label(hit, j: int, text: str, q=q, inside=inside) -> bool:  # type: ignore[no-untyped-def]
+            sentence = hit.passage.sentences[j]
+            return inside(hit, sentence.start, sentence.end) and any(
+                a.lower() in text.lower() for a in q.answers
+            )
+
+        item = collect(
+            engine,
+            q.question,
+            "squad",
+            case.answerable,
+            label,
+            lambda hit, inside=inside: inside(hit, hit.passage.start, hit.passage.end),
+        )
+        item.answers = q.answers
+        item.kind = "squad" if case.answerable else "squad-removed"
+        cases.append(item)
+    return cases
+
+
+def fit_logistic(rows: list, labels: list, weights: list, features: tuple[str, ...]) -> dict:  # type: ignore[type-arg]
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.asarray(rows, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    model = LogisticRegression(C=1.0, max_iter=5000)
+    model.fit((x - mean) / scale, np.asarray(labels), sample_weight=w / w.mean())
+    return {
+        "features": list(features),
+        "mean": mean.round(6).tolist(),
+        "scale": scale.round(6).tolist(),
+        "coef": model.coef_[0].round(6).tolist(),
+        "intercept": round(float(model.intercept_[0]), 6),
+    }
+
+
+def fit_sentence(cases: list[Case]) -> dict:  # type: ignore[type-arg]
+    """Does a sentence answer? Each answerable question weighs the same, each source half."""
+    rows, labels, weights = [], [], []
+    usable = [c for c in cases if c.rows and c.answerable]
+    per_source = {s: sum(1 for c in usable if c.source == s) for s in {c.source for c in usable}}
+    for case in usable:
+        rows += case.rows
+        labels += case.labels
+        weights += [1.0 / len(case.rows) / per_source[case.source]] * len(case.rows)
+    return fit_logistic(rows, labels, weights, FEATURES)
+
+
+def fit_decision(cases: list[Case], sentence: Logistic, drop: tuple[str, ...] = ()) -> dict:  # type: ignore[type-arg]
+    """Does the question get an answer? Answerable and unanswerable weigh the same in each source."""
+    rows, labels, weights = [], [], []
+    groups = {(c.source, c.answerable) for c in cases}
+    size = {g: sum(1 for c in cases if (c.source, c.answerable) == g) for g in groups}
+    for case in cases:
+        if case.off_topic:  # declined before the reader is asked: nothing to learn from it here
+            continue
+        rows.append(question_row(case, sentence, drop))
+        labels.append(int(case.answerable))
+        weights.append(1.0 / size[(case.source, case.answerable)])
+    return fit_logistic(rows, labels, weights, DECISION_FEATURES)
+
+
+def question_row(case: Case, sentence: Logistic, drop: tuple[str, ...] = ()) -> tuple[float, ...]:
+    rows = np.asarray(case.rows, dtype=np.float64).reshape(-1, len(FEATURES))
+    features = decision_features(rows, sentence(rows), case.near, focus_weight(case.question))
+    return tuple(0.0 if name in drop else v for name, v in zip(DECISION_FEATURES, features, strict=True))
+
+
+def probabilities(model: Logistic, case: Case) -> np.ndarray:
+    return model(np.asarray(case.rows, dtype=np.float64).reshape(-1, len(FEATURES)))
+
+
+def best_per_hit(case: Case, probs: np.ndarray) -> np.ndarray:
+    best = np.zeros(len(case.hit_scores))
+    for row, hit in enumerate(case.hit_of_row):
+        best[hit] = max(best[hit], probs[row])
+    return best
+
+
+def choose_rank_weight(params: Logistic, cases: list[Case]) -> tuple[float, dict[float, float]]:
+    """The weight of the reader's best sentence in the passage order with the best MRR@10, each
+    source's MRR counting the same (SQuAD's questions are many, and unlike people's)."""
+    scored = {}
+    for weight in RANK_WEIGHTS:
+        by_source: dict[str, list[float]] = {}
+        for case in (c for c in cases if c.answerable and c.rows):
+            best = best_per_hit(case, probabilities(params, case))
+            order = np.argsort(-(np.asarray(case.hit_scores) + weight * best), kind="stable")[:10]
+            rank = next((r for r, i in enumerate(order, 1) if case.hit_relevant[i]), None)
+            by_source.setdefault(case.source, []).append(1 / rank if rank else 0.0)
+        scored[weight] = float(np.mean([np.mean(v) for v in by_source.values()]))
+    return max(scored, key=lambda w: (scored[w], -w)), scored
+
+
+def confidences(cases: list[Case], model: ReaderModel, drop: tuple[str, ...] = ()) -> list[float]:
+    return [float(model.decision(np.asarray([question_row(c, model.sentence, drop)]))[0]) for c in cases]
+
+
+def choose_answer_threshold(cases: list[Case], model: ReaderModel, drop: tuple[str, ...] = ()) -> float:
+    """The highest bar that still answers KEEP_ANSWERED of each source's answerable questions."""
+    bars = []
+    for source in {c.source for c in cases}:
+        answerable = [c for c in cases if c.source == source and c.answerable and not c.off_topic]
+        bars.append(float(np.quantile(confidences(answerable, model, drop), 1 - KEEP_ANSWERED)))
+    return min(bars)
+
+
+def report(cases: list[Case], model: ReaderModel) -> dict[str, dict[str, float]]:
+    """Per kind on the fit data: the share declined at the chosen bar."""
+    declined = [
+        c.off_topic or p < model.answer_threshold
+        for c, p in zip(cases, confidences(cases, model), strict=True)
+    ]
+    figures = {}
+    for kind in sorted({c.kind for c in cases}):
+        picked = [d for d, c in zip(declined, cases, strict=True) if c.kind == kind]
+        figures[kind] = {"questions": len(picked), "declined": round(sum(picked) / len(picked), 3)}
+    return figures
+
+
+def choose_span_thresholds(
+    params: Logistic, cases: list[Case], rank_weight: float
+) -> tuple[dict[str, float], float, float]:
+    """For each kind of answer (number, date, name), the lowest bar on the quoted sentence's
+    probability at which the spans shown reach SPAN_F1 on the fit half of SQuAD (1.0: never shown);
+    with the share of answerable questions then shown and their F1."""
+    shown: dict[str, list[tuple[float, float]]] = {}
+    for case in (c for c in cases if c.source == "squad" and c.answerable and c.rows):
+        probs = probabilities(params, case)
+        best = best_per_hit(case, probs)
+        top = int(np.argmax(np.asarray(case.hit_scores) + rank_weight * best))
+        rows = [r for r, hit in enumerate(case.hit_of_row) if hit == top]
+        row = max(rows, key=lambda r: probs[r])
+        span = answer_span(case.question, case.sentences[row])  # type: ignore[arg-type]
+        if span is not None:
+            kind = case.question.wanted.value  # type: ignore[attr-defined]
+            shown.setdefault(kind, []).append((float(probs[row]), token_f1(span.text, case.answers)))
+    bars, kept_all = {}, []
+    for kind in ("number", "date", "name"):
+        bars[kind] = 1.0
+        for bar in np.arange(0.0, 1.0, 0.02):
+            kept = [f1 for p, f1 in shown.get(kind, []) if p >= bar]
+            if len(kept) >= 10 and np.mean(kept) >= SPAN_F1:
+                bars[kind] = round(float(bar), 2)
+                kept_all += kept
+                break
+    total = sum(1 for c in cases if c.source == "squad" and c.answerable) or 1
+    return bars, len(kept_all) / total, float(np.mean(kept_all)) if kept_all else 0.0
+
+
+# Signal groups for the ablation: each is dropped from both models in turn (its columns set to 0).
+SIGNALS = {
+    "answer type": ("type_supplied", "type_missing", "best_type_missing"),
+    "focus coverage": (
+        "sentence_focus",
+        "passage_focus",
+        "sentence_missing",
+        "passage_missing",
+        "best_focus",
+        "best_missing",
+        "best_passage_missing",
+        "top_focus",
+        "least_missing",
+    ),
+    "terms absent from the corpus": ("absent_from_corpus", "absent_unmatched"),
+    "word neighbours": ("near_focus", "near_missing", "absent_unmatched"),
+    "corpus subject": ("passage_subject", "best_subject"),
+    "focus weight": ("focus_weight",),
+}
+
+
+def masked(cases: list[Case], names: tuple[str, ...]) -> list[Case]:
+    """Copies of the cases with the named features set to 0 (sentence rows and `near`)."""
+    sentence_cols = [FEATURES.index(n) for n in names if n in FEATURES]
+    near_cols = [
+        DECISION_FEATURES.index(n) - DECISION_FEATURES.index("near_focus")
+        for n in names
+        if n.startswith(("near_", "absent_unmatched"))
+    ]
+    out = []
+    for case in cases:
+        rows = [tuple(0.0 if i in sentence_cols else v for i, v in enumerate(row)) for row in case.rows]
+        near = tuple(0.0 if i in near_cols else v for i, v in enumerate(case.near))
+        copy = Case(**{**case.__dict__, "rows": rows, "near": near})  # type: ignore[arg-type]
+        out.append(copy)
+    return out
+
+
+def fit_model(cases: list[Case], drop: tuple[str, ...] = ()) -> ReaderModel:
+    """Both regressions and the bars, fitted on `cases` (question-level features in `drop` zeroed)."""
+    sentence = Logistic.from_dict(fit_sentence(cases), FEATURES, WEIGHTS_FILE)
+    rank_weight, _ = choose_rank_weight(sentence, cases)
+    decision_data = fit_decision(cases, sentence, drop)
+    model = ReaderModel(
+        sentence, Logistic.from_dict(decision_data, DECISION_FEATURES, WEIGHTS_FILE), 0.0, 1.0, rank_weight
+    )
+    return ReaderModel(
+        sentence, model.decision, choose_answer_threshold(cases, model, drop), 1.0, rank_weight
+    )
+
+
+def measure(cases: list[Case], model: ReaderModel, drop: tuple[str, ...] = ()) -> dict[str, float]:
+    """hit@1 and MRR@10 of the reader's order, and the share declined by kind, on `cases`."""
+    reciprocal = []
+    for case in (c for c in cases if c.answerable and c.rows):
+        best = best_per_hit(case, probabilities(model.sentence, case))
+        order = np.argsort(-(np.asarray(case.hit_scores) + model.rank_weight * best), kind="stable")[:10]
+        rank = next((r for r, i in enumerate(order, 1) if case.hit_relevant[i]), None)
+        reciprocal.append(1 / rank if rank else 0.0)
+    figures = {"hit@1": float(np.mean([r == 1 for r in reciprocal])), "MRR@10": float(np.mean(reciprocal))}
+    declined = [
+        c.off_topic or p < model.answer_threshold
+        for c, p in zip(cases, confidences(cases, model, drop), strict=True)
+    ]
+    for kind in sorted({c.kind for c in cases}):
+        picked = [d for d, c in zip(declined, cases, strict=True) if c.kind == kind]
+        figures[kind] = sum(picked) / len(picked)
+    return figures
+
+
+def ablation(fit_cases: list[Case], test_cases: list[Case]) -> str:
+    """A markdown table: each signal group dropped in turn, measured on `test_cases`."""
+    full = fit_model(fit_cases)
+    first_gate_only = ReaderModel(full.sentence, full.decision, 0.0, {}, 0.0)
+    rows = {
+        "first gate only (no reader)": measure(test_cases, first_gate_only),
+        "all signals": measure(test_cases, full),
+    }
+    for name, features in SIGNALS.items():
+        model = fit_model(masked(fit_cases, features), features)
+        rows[f"without {name}"] = measure(masked(test_cases, features), model, features)
+    columns = list(next(iter(rows.values())))
+    lines = ["| reader | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, figures in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{figures[c]:.2f}" for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def logistic_dict(model: Logistic) -> dict[str, object]:
+    return {
+        "features": list(model.features),
+        "mean": list(model.mean),
+        "scale": list(model.scale),
+        "coef": list(model.coef),
+        "intercept": model.intercept,
+    }
+
+
+def our_cases_from(args: argparse.Namespace, path: Path, progress: Callable[[str], None]) -> list[Case]:
+    """One question set of ours, read with a neutral reader (features do not depend on the fit)."""
+    from bot.answer import open_engine
+    from bot.config import Settings
+
+    progress(f"reading {path} for the ablation…")
+    engine = open_engine(Settings())
+    engine.reader = ReaderModel.neutral()
+    return our_cases(engine, path.parent, (path.name,))
+
+
+def collect_all(args: argparse.Namespace, progress: Callable[[str], None]) -> list[Case]:
+    from bot.answer import open_engine
+    from bot.config import Settings
+
+    settings = Settings()
+    progress("reading our question sets…")
+    engine = open_engine(settings)
+    engine.reader = ReaderModel.neutral()
+    cases = our_cases(engine, args.data)
+    progress(f"{len(cases)} of our questions; reading SQuAD's first half…")
+    with tempfile.TemporaryDirectory() as scratch:
+        work = args.work or Path(scratch)
+        cases += squad_cases(settings, args.squad, work, args.squad_sample)
+    return cases
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot.fit_reader", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--squad", type=Path, default=ROOT.parent / "shared" / "external" / "squad")
+    parser.add_argument("--squad-sample", type=int, default=1500, help="answerable SQuAD questions to use")
+    parser.add_argument("--data", type=Path, default=ROOT / "tests" / "data")
+    parser.add_argument("--out", type=Path, default=WEIGHTS_FILE)
+    parser.add_argument("--work", type=Path, default=None, help="where the SQuAD copy is indexed (kept)")
+    parser.add_argument("--cache", type=Path, default=None, help="keep the collected features here (pickle)")
+    parser.add_argument(
+        "--ablation", type=Path, default=None, help="also print each signal's effect on this question set"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    progress: Callable[[str], None] = log.info
+    if args.cache and args.cache.exists():
+        cases = pickle.loads(args.cache.read_bytes())  # our own file, written below
+    else:
+        cases = collect_all(args, progress)
+        if args.cache:
+            args.cache.write_bytes(pickle.dumps(cases))
+    model = fit_model(cases)
+    _, mrr = choose_rank_weight(model.sentence, cases)
+    span_bars, span_shown, span_f1 = choose_span_thresholds(model.sentence, cases, model.rank_weight)
+    threshold, rank_weight = model.answer_threshold, model.rank_weight
+    by_kind = report(cases, model)
+    for kind, figures in by_kind.items():
+        progress(f"{kind:>16}: {figures}")
+    result = {
+        "sentence": logistic_dict(model.sentence),
+        "decision": logistic_dict(model.decision),
+        "answer_threshold": round(threshold, 4),
+        "span_thresholds": span_bars,
+        "rank_weight": rank_weight,
+        "fitted": {
+            "command": "python -m bot.fit_reader " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "date": datetime.date.today().isoformat(),
+            "our_questions": sum(c.source == "ours" for c in cases),
+            "squad_questions": sum(c.source == "squad" for c in cases),
+            "mrr_by_rank_weight": {str(k): round(v, 4) for k, v in mrr.items()},
+            "squad_span_shown": round(span_shown, 4),
+            "squad_span_f1": round(span_f1, 4),
+            "declined_by_kind": by_kind,
+        },
+    }
+    args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    if args.ablation:
+        test = our_cases_from(args, args.ablation, progress)
+        print(ablation(cases, test))
+    progress(f"wrote {args.out}: threshold {threshold:.3f}, rank weight {rank_weight}, span bars {span_bars}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,506 @@
+"""The reader: does a candidate sentence answer the question, or only sound like it does?
+
+Retrieval finds sentences *about* the question's subject. The reader checks each candidate sentence
+against what the question asks:
+
+- **focus coverage**: the question's specific words (names, rare words, weighted by how rare they
+  are in English, from `wordfreq`) must appear in the sentence or its passage. "How many Microsoft
+  employees resigned?" is not answered by "about a dozen [Google] employees resigned";
+- **absent terms**: a specific word that occurs nowhere in the corpus ("Uber", "Whole Foods") is
+  strong evidence that the articles don't cover the question;
+- **answer type**: a "how many" question needs a number the question doesn't already hold, "who" a
+  name, "when" a date, "why" a reason (`bot.answer_type`);
+- the sentence's and passage's cosine similarity, relative to the best candidate's, and BM25.
+
+The features are combined by one logistic regression, fitted by `python -m bot.fit_reader` on our
+own question sets and the first half of the SQuAD kit, and shipped as `bot/reader.json`. Its
+probability decides three things: whether to answer at all, which passage comes first, and which
+sentence of a passage is quoted.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bot.answer_type import Span, Wanted, candidates, gives_reason, wanted
+from bot.lexical import stem, stop_words, term_set
+from bot.models import Hit
+
+WEIGHTS_FILE = Path(__file__).with_name("reader.json")
+
+FEATURES = (
+    "sentence_cosine",
+    "passage_cosine",
+    "cosine_below_best",
+    "sentence_focus",
+    "passage_focus",
+    "sentence_missing",
+    "passage_missing",
+    "absent_from_corpus",
+    "type_supplied",
+    "type_missing",
+    "bm25",
+    "passage_subject",
+)
+
+# What decides whether to answer at all: the best sentence's verdict and what it lacks, and how
+# much of the question the best-covered candidate holds, across all candidates.
+DECISION_FEATURES = (
+    "best_logit",
+    "best_focus",
+    "best_missing",
+    "best_passage_missing",
+    "best_type_missing",
+    "absent_from_corpus",
+    "top_cosine",
+    "top_focus",
+    "least_missing",
+    "best_subject",
+    "near_focus",
+    "near_missing",
+    "absent_unmatched",
+    "focus_weight",
+)
+
+# A question word counts as found in a sentence through a word of like meaning at least this close
+# (all-MiniLM-L6-v2 on single words: cops~police 0.93, staffers~employees 0.76, quit~resigned 0.57,
+# Microsoft~Google 0.38, headquartered~firm 0.42).
+_NEIGHBOUR = 0.55
+# How many candidate sentences (closest by cosine and word coverage) are read word by word.
+_NEIGHBOUR_SENTENCES = 3
+
+_WORD = re.compile(r"[\w']+")
+# Words at least this common in English (Zipf scale: 5 = once in 100,000 words) say little about
+# what a question is specifically about.
+_COMMON_ZIPF = 5.5
+_RAREST_ZIPF = 7.0
+# A question word missing from the corpus is matched to a corpus word this close in spelling
+# (rapidfuzz ratio, 0–100): casual questions carry typos ("palantr").
+_TYPO_SCORE = 84
+_TYPO_MIN_LENGTH = 5
+# The corpus's subject: terms in at least this share of passages, and not common English words.
+_SUBJECT_SHARE = 0.25
+_SUBJECT_SPECIFICITY = 0.3
+
+
+@dataclass(frozen=True)
+class FocusTerm:
+    """A content word of the question: its stem as indexed, and how specific it is (0–1)."""
+
+    stem: str
+    weight: float
+    in_corpus: bool
+    word: str = ""  # as the question spells it (for finding words of like meaning)
+
+
+@dataclass(frozen=True)
+class Question:
+    """What the reader needs to know about a question, worked out once."""
+
+    text: str
+    wanted: Wanted
+    focus: tuple[FocusTerm, ...]
+    absent: float  # share of the focus weight that occurs nowhere in the corpus
+    subject: dict[str, float]  # the corpus's subject terms the question does not name, by weight
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The reader's verdict on one candidate sentence."""
+
+    hit: int  # position in the hits
+    sentence: int  # index of the sentence in its passage
+    text: str
+    probability: float
+    features: tuple[float, ...]
+
+
+@functools.lru_cache(maxsize=16384)
+def specificity(word: str) -> float:
+    """How specific a word is, 0 (very common) to 1 (rare or unknown), from its English frequency."""
+    from wordfreq import zipf_frequency
+
+    zipf = zipf_frequency(word, "en")
+    return min(1.0, max(0.0, (_RAREST_ZIPF - zipf) / (_RAREST_ZIPF - 1.0)))
+
+
+@functools.lru_cache(maxsize=16384)
+def stem_specificity(term: str) -> float:
+    """`specificity` of an indexed (stemmed) term, read as its most common English form."""
+    from wordfreq import zipf_frequency
+
+    forms = (
+        term,
+        term + "e",
+        term + "s",
+        term + "es",
+        term + "ed",
+        term[:-1] + "y" if term.endswith("i") else term,
+    )
+    zipf = max(zipf_frequency(form, "en") for form in forms)
+    return min(1.0, max(0.0, (_RAREST_ZIPF - zipf) / (_RAREST_ZIPF - 1.0)))
+
+
+def read_question(text: str, vocabulary: Vocabulary) -> Question:
+    """The question's answer type and its focus terms, each looked up in the corpus vocabulary."""
+    stop = stop_words()
+    focus: dict[str, FocusTerm] = {}
+    for word in _WORD.findall(text.lower().replace("’", "'")):
+        word = word.strip("'")
+        if not word or word in stop:
+            continue
+        term = stem(word)
+        known = vocabulary.match(term)
+        weight = specificity(word)
+        if known and known != term:  # a typo of a corpus word: as specific as the word it means
+            term = known
+        if term not in focus or focus[term].weight < weight:
+            focus[term] = FocusTerm(term, weight, known is not None, word)
+    terms = tuple(focus.values())
+    total = sum(t.weight for t in terms)
+    absent = sum(t.weight for t in terms if not t.in_corpus) / total if total else 0.0
+    named = {t.stem for t in terms}
+    subject = {t: w for t, w in vocabulary.subject.items() if t not in named}
+    return Question(text=text, wanted=wanted(text), focus=terms, absent=absent, subject=subject)
+
+
+class Vocabulary:
+    """The corpus's indexed terms, with a spelling-tolerant lookup for words a question misspells,
+    and the corpus's own subject: specific terms that a large share of its passages hold.
+
+    A question that names no subject is about the corpus's: "how many employees signed?" asked of
+    articles about an Amazon protest means Amazon's employees, not Microsoft's, even where a
+    passage about Microsoft matches the words as well.
+    """
+
+    def __init__(self, shares: dict[str, float]) -> None:
+        self._terms = frozenset(shares)
+        self._list = sorted(self._terms)
+        subject = {t: share * stem_specificity(t) for t, share in shares.items() if share >= _SUBJECT_SHARE}
+        self.subject = {t: w for t, w in subject.items() if stem_specificity(t) >= _SUBJECT_SPECIFICITY}
+
+    def match(self, term: str) -> str | None:
+        """The term itself when indexed, else the closest indexed spelling, else None."""
+        if term in self._terms:
+            return term
+        if len(term) < _TYPO_MIN_LENGTH or term.isdigit():
+            return None
+        from rapidfuzz import fuzz, process
+
+        found = process.extractOne(term, self._list, scorer=fuzz.ratio, score_cutoff=_TYPO_SCORE)
+        return found[0] if found else None
+
+
+def coverage(question: Question, text: str) -> tuple[float, float]:
+    """Weighted share of the question's focus found in the text, and the weight of the most
+    specific focus term it lacks (what "Microsoft" is to a sentence about Google)."""
+    if not question.focus:
+        return 0.0, 0.0
+    have = term_set(text)
+    total = sum(t.weight for t in question.focus)
+    found = sum(t.weight for t in question.focus if t.stem in have)
+    # Terms the corpus lacks altogether are `absent_from_corpus`'s to weigh; here, what this text
+    # lacks that the corpus has elsewhere (Microsoft, in a sentence about Google).
+    missing = max((t.weight for t in question.focus if t.in_corpus and t.stem not in have), default=0.0)
+    return found / total if total else 0.0, missing
+
+
+def focus_weight(question: Question) -> float:
+    """How much specific content the question has ("Read more": little; "Palantir's CEO": more)."""
+    return min(3.0, sum(t.weight for t in question.focus))
+
+
+def subject_share(question: Question, passage: str) -> float:
+    """Weighted share of the corpus's subject terms (those the question doesn't name) in the passage."""
+    total = sum(question.subject.values())
+    if not total:
+        return 0.0
+    have = term_set(passage)
+    return sum(w for t, w in question.subject.items() if t in have) / total
+
+
+def sentence_features(
+    question: Question, sentence: str, passage: str, cosine: float, best_cosine: float, hit: Hit
+) -> tuple[float, ...]:
+    """The reader's features for one candidate sentence, in the order of FEATURES."""
+    sentence_focus, sentence_missing = coverage(question, sentence)
+    passage_focus, passage_missing = coverage(question, passage)
+    if question.wanted is Wanted.OTHER:
+        supplied = missing_type = 0.0
+    else:
+        supplied = float(supplies(question, sentence))
+        missing_type = 1.0 - supplied
+    return (
+        cosine,
+        hit.dense,
+        best_cosine - cosine,
+        sentence_focus,
+        passage_focus,
+        sentence_missing,
+        passage_missing,
+        question.absent,
+        supplied,
+        missing_type,
+        hit.lexical,
+        subject_share(question, passage),
+    )
+
+
+def supplies(question: Question, sentence: str) -> bool:
+    """The sentence holds the kind of answer the question asks for."""
+    if question.wanted is Wanted.REASON:
+        return gives_reason(sentence)
+    return bool(candidates(sentence, question.wanted, question.text))
+
+
+def answer_span(question: Question, sentence: str) -> Span | None:
+    """The words of the sentence that answer a number, date or name question: the candidate
+    nearest the question's focus words in the sentence (None for other questions or none found)."""
+    if question.wanted not in (Wanted.NUMBER, Wanted.DATE, Wanted.NAME):
+        return None
+    found = candidates(sentence, question.wanted, question.text)
+    if not found:
+        return None
+    stems = _stems(question)
+    anchors = [(m.start(), m.end()) for m in _WORD.finditer(sentence) if stem(m.group().lower()) in stems]
+    if not anchors:
+        return found[0]
+
+    def gap(span: Span) -> tuple[int, bool]:
+        # Characters between the span and the nearest question word (0 when adjacent), then
+        # figures before number words: "More than 450 employees" over "one of the employees".
+        nearest = min(max(a_start - span.end, span.start - a_end, 0) for a_start, a_end in anchors)
+        return nearest, not any(ch.isdigit() for ch in span.text)
+
+    return min(found, key=gap)
+
+
+def _stems(question: Question) -> frozenset[str]:
+    return frozenset(t.stem for t in question.focus)
+
+
+@dataclass(frozen=True)
+class Logistic:
+    """A fitted logistic regression over standardised features."""
+
+    features: tuple[str, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+
+    @classmethod
+    def from_dict(cls, data: dict, expected: tuple[str, ...], path: Path) -> Logistic:  # type: ignore[type-arg]
+        if tuple(data["features"]) != expected:
+            raise ValueError(f"{path}: fitted for other features; run `python -m bot.fit_reader`")
+        return cls(
+            features=expected,
+            mean=tuple(data["mean"]),
+            scale=tuple(data["scale"]),
+            coef=tuple(data["coef"]),
+            intercept=float(data["intercept"]),
+        )
+
+    @classmethod
+    def neutral(cls, features: tuple[str, ...]) -> Logistic:
+        """Every row read as 0.5: for collecting features before a fit."""
+        n = len(features)
+        return cls(features, (0.0,) * n, (1.0,) * n, (0.0,) * n, 0.0)
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        """The probability for each row of features."""
+        if len(rows) == 0:
+            return np.zeros(0)
+        z = ((rows - np.asarray(self.mean)) / np.asarray(self.scale)) @ np.asarray(self.coef) + self.intercept
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+
+
+@dataclass(frozen=True)
+class ReaderModel:
+    """The fitted reader (bot/reader.json): does a sentence answer (`sentence`), does the question
+    get an answer at all (`decision`), and the bars chosen with them."""
+
+    sentence: Logistic
+    decision: Logistic
+    answer_threshold: float
+    span_thresholds: dict[str, float]  # by answer type: the quote's probability needed to show a span
+    rank_weight: float
+
+    @classmethod
+    def load(cls, path: Path = WEIGHTS_FILE) -> ReaderModel:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(
+            sentence=Logistic.from_dict(data["sentence"], FEATURES, path),
+            decision=Logistic.from_dict(data["decision"], DECISION_FEATURES, path),
+            answer_threshold=float(data["answer_threshold"]),
+            span_thresholds={k: float(v) for k, v in data["span_thresholds"].items()},
+            rank_weight=float(data["rank_weight"]),
+        )
+
+    @classmethod
+    def neutral(cls) -> ReaderModel:
+        """Reads every sentence as 0.5 and answers everything: for collecting features to fit."""
+        return cls(Logistic.neutral(FEATURES), Logistic.neutral(DECISION_FEATURES), 0.0, {}, 0.0)
+
+    def confidence(
+        self, question: Question, readings: Sequence[Reading], near: tuple[float, float, float]
+    ) -> float:
+        """P(the candidates answer the question), from the question-level features."""
+        rows = np.asarray([r.features for r in readings], dtype=np.float64).reshape(-1, len(FEATURES))
+        probabilities = np.asarray([r.probability for r in readings])
+        features = decision_features(rows, probabilities, near, focus_weight(question))
+        return float(self.decision(np.asarray([features]))[0])
+
+
+def decision_features(
+    rows: np.ndarray, probabilities: np.ndarray, near: tuple[float, float, float], focus_weight: float
+) -> tuple[float, ...]:
+    """The question-level features, in the order of DECISION_FEATURES, from its candidates' rows
+    and the word-by-word reading of the closest sentences (`neighbour_coverage`)."""
+    if len(rows) == 0:
+        return (-30.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, *near, focus_weight)
+    column = {name: i for i, name in enumerate(FEATURES)}
+    best = rows[int(np.argmax(probabilities))]
+    return (
+        logit(float(probabilities.max())),
+        float(best[column["sentence_focus"]]),
+        float(best[column["sentence_missing"]]),
+        float(best[column["passage_missing"]]),
+        float(best[column["type_missing"]]),
+        float(best[column["absent_from_corpus"]]),
+        float(rows[:, column["sentence_cosine"]].max()),
+        float(rows[:, column["sentence_focus"]].max()),
+        float(rows[:, column["sentence_missing"]].min()),
+        float(best[column["passage_subject"]]),
+        *near,
+        focus_weight,
+    )
+
+
+@functools.cache
+def default_model() -> ReaderModel:
+    return ReaderModel.load()
+
+
+def read(
+    question: Question,
+    hits: Sequence[Hit],
+    sentence_cosines: Sequence[np.ndarray],
+    model: ReaderModel,
+) -> list[Reading]:
+    """Every sentence of every hit, read: `sentence_cosines[i]` holds hit i's sentences' cosines."""
+    best = max((float(c.max()) for c in sentence_cosines if len(c)), default=0.0)
+    places, texts, rows = [], [], []
+    for i, hit in enumerate(hits):
+        for j, sentence in enumerate(hit.passage.sentence_texts()):
+            cosine = float(sentence_cosines[i][j])
+            rows.append(sentence_features(question, sentence, hit.passage.text, cosine, best, hit))
+            places.append((i, j))
+            texts.append(sentence)
+    probabilities = model.sentence(np.asarray(rows, dtype=np.float64).reshape(-1, len(FEATURES)))
+    return [
+        Reading(hit=i, sentence=j, text=text, probability=float(p), features=row)
+        for (i, j), text, p, row in zip(places, texts, probabilities, rows, strict=True)
+    ]
+
+
+class WordVectors:
+    """Embeddings of single words, cached: the corpus's words recur from question to question."""
+
+    def __init__(self, encode: Callable[[list[str]], np.ndarray], size: int = 50_000) -> None:
+        self._encode = encode
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def __call__(self, words: Sequence[str]) -> dict[str, np.ndarray]:
+        with self._lock:
+            missing = [w for w in dict.fromkeys(words) if w not in self._cache]
+        found = dict(zip(missing, self._encode(missing), strict=True)) if missing else {}
+        with self._lock:
+            self._cache.update(found)
+            result = {w: self._cache[w] for w in words if w in self._cache} | found
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return result
+
+
+def neighbour_coverage(
+    question: Question, readings: Sequence[Reading], passages: Sequence[str], words: WordVectors
+) -> tuple[float, float, float]:
+    """Read the closest sentences word by word: a question word missing from a sentence is found
+    there when the sentence has a word of like meaning ("staffers" ~ "employees").
+
+    Returns, for the best of the closest sentences: the weighted share of the focus found, the
+    weight of the most specific focus term still unmatched, and the share of the focus weight that
+    the corpus lacks and no word of the best passages (`passages`) stands in for ("Uber",
+    "headquartered"; but "ppl" has "people").
+    """
+    if not question.focus or not readings:
+        return 0.0, 1.0, question.absent
+    column = {name: i for i, name in enumerate(FEATURES)}
+    closest = sorted(
+        readings,
+        key=lambda r: -(r.features[column["sentence_cosine"]] + r.features[column["sentence_focus"]]),
+    )[:_NEIGHBOUR_SENTENCES]
+    stop = stop_words()
+    sentence_words = [
+        [w for w in (m.group().lower().strip("'") for m in _WORD.finditer(r.text)) if w and w not in stop]
+        for r in closest
+    ]
+    passage_words = {
+        w
+        for text in passages
+        for w in (m.group().lower().strip("'") for m in _WORD.finditer(text))
+        if w and w not in stop
+    }
+    query_words = [t.word for t in question.focus if t.word]
+    vectors = words(query_words + [w for ws in sentence_words for w in ws] + sorted(passage_words))
+    total = sum(t.weight for t in question.focus) or 1.0
+    best_found, best_missing = 0.0, 1.0
+    for text, ws in zip((r.text for r in closest), sentence_words, strict=True):
+        have = term_set(text)
+        matrix = np.asarray([vectors[w] for w in ws]) if ws else np.zeros((0, 1))
+        found = missing = 0.0
+        for term in question.focus:
+            if term.stem in have:
+                found += term.weight
+                continue
+            similarity = float((matrix @ vectors[term.word]).max()) if len(matrix) and term.word else 0.0
+            if similarity >= _NEIGHBOUR:
+                found += term.weight
+            else:
+                missing = max(missing, term.weight)
+        if found > best_found or (found == best_found and missing < best_missing):
+            best_found, best_missing = found, missing
+    around = np.asarray([vectors[w] for w in sorted(passage_words)]) if passage_words else np.zeros((0, 1))
+    absent = sum(
+        t.weight
+        for t in question.focus
+        if not t.in_corpus
+        and not (len(around) and t.word and float((around @ vectors[t.word]).max()) >= _NEIGHBOUR)
+    )
+    return best_found / total, best_missing, absent / total
+
+
+def best_per_hit(readings: Sequence[Reading], hits: int) -> list[float]:
+    """The probability of each hit's best sentence (0 for a passage without sentences)."""
+    best = [0.0] * hits
+    for reading in readings:
+        best[reading.hit] = max(best[reading.hit], reading.probability)
+    return best
+
+
+def logit(p: float) -> float:
+    p = min(max(p, 1e-9), 1 - 1e-9)
+    return math.log(p / (1 - p))
