@@ -430,7 +430,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--squad-sample", type=int, default=1500, help="answerable SQuAD questions to use")
     parser.add_argument("--data", type=Path, default=ROOT / "tests" / "data")
     parser.add_argument("--out", type=Path, default=WEIGHTS_FILE)
-    parser.add_argument("--work", type=Path, default=None, help="where the SQuAD copy is indexed (kept)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path(".squad-index") / "reduced-first",
+        help="where the SQuAD copy is indexed (kept)",
+    )
     parser.add_argument("--cache", type=Path, default=None, help="keep the collected features here (pickle)")
     parser.add_argument(
         "--ablation", type=Path, default=None, help="also print each signal's effect on this question set"

@@ -24,8 +24,9 @@ _SWAP = re.compile(
 _MAX_OWN_TERMS = 3
 _MAX_SUBJECT_WORDS = 4
 # How close in meaning the new subject must be to a word of the question before to take its place
-# (all-MiniLM-L6-v2: Microsoft~Google 0.6, Microsoft~employees 0.2).
-_SAME_KIND = 0.4
+# (all-MiniLM-L6-v2 on single words: Microsoft~Google 0.38, Microsoft~pizza 0.2). Single-word
+# similarities are flat, so a capitalised word of the question before (a name) is preferred.
+_SAME_KIND = 0.3
 _WORD = re.compile(r"[a-z']+")
 _TOKEN = re.compile(r"[\w-]+")
 
@@ -60,6 +61,8 @@ def _swap_subject(question: str, previous: str, similarity: Similarity) -> str |
         return None
     stop = stop_words()
     tokens = [m for m in _TOKEN.finditer(previous) if m.group().lower().strip("'’") not in stop]
+    names = [m for m in tokens if m.start() > 0 and m.group()[:1].isupper()]
+    tokens = names or tokens
     if not tokens:
         return None
     scores = similarity(subject, [m.group() for m in tokens])

@@ -59,11 +59,15 @@ def test_ask_json_follows_the_contract(real_settings: Settings) -> None:
             assert squash(citation["quote"]) in squash(Path(source["path"]).read_text(encoding="utf-8"))
     assert any("Bezos" in c["quote"] for c in data["citations"])
     span = data["answer_span"]
-    assert span is None or (set(span) == {"n", "text"} and span["text"] in data["citations"][span["n"] - 1]["quote"])
+    assert span is None or (
+        set(span) == {"n", "text"} and span["text"] in data["citations"][span["n"] - 1]["quote"]
+    )
 
 
 def test_ask_json_gives_the_answering_words_of_a_number_question(real_settings: Settings) -> None:
-    data = json.loads(run(real_settings, "ask", "--json", "How many Amazon employees signed the letter?").stdout)
+    data = json.loads(
+        run(real_settings, "ask", "--json", "How many Amazon employees signed the letter?").stdout
+    )
     span = data["answer_span"]
     assert span is not None and span["n"] == 1
     assert span["text"] in data["citations"][0]["quote"]
@@ -100,7 +104,7 @@ def test_chat_answers_until_exit(real_settings: Settings) -> None:
     result = run(real_settings, "chat", input="What does Palantir run on?\n\nexit\nnever asked\n")
     assert result.exit_code == 0, result.output
     assert "Palantir runs on AWS" in result.stdout
-    assert result.stdout.count("[1]") == 1
+    assert result.stdout.count("” [1]") == 1  # one answer: its first line ends with its citation mark
 
 
 def test_chat_ends_on_end_of_input(real_settings: Settings) -> None:

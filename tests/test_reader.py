@@ -4,6 +4,7 @@ neighbours, the fitted model file, and follow-ups that swap their subject. No re
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -114,7 +115,7 @@ def test_the_answer_span_is_the_candidate_nearest_the_question_words() -> None:
 class _Words:
     """Single-word vectors where listed synonyms coincide and every other word is its own axis."""
 
-    synonyms = {"staffers": "employees", "cops": "police"}
+    synonyms: ClassVar[dict[str, str]] = {"staffers": "employees", "cops": "police"}
 
     def __init__(self) -> None:
         self.axes: dict[str, int] = {}
