@@ -439,4 +439,5 @@ def _record(article: Article, passages: int) -> store.ArticleRecord:
         url=article.url,
         hash=article.content_hash,
         passages=passages,
+        label=article.label,
     )

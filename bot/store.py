@@ -147,11 +147,18 @@ class ArticleRecord:
     url: str | None
     hash: str
     passages: int
+    label: str = ""  # for display only; empty in indexes built before labels
 
     def source(self) -> Source:
         """The article as a citation source."""
         return Source(
-            id=self.id, title=self.title, outlet=self.outlet, date=self.date, url=self.url, path=self.path
+            id=self.id,
+            title=self.title,
+            outlet=self.outlet,
+            date=self.date,
+            url=self.url,
+            path=self.path,
+            label=self.label,
         )
 
 
