@@ -198,14 +198,19 @@ def chat(ctx: typer.Context, k: TopK = 3) -> None:
     engine = _engine(ctx)
     _tolerant_stdin()
     previous = None  # the last answer, so "how many signed it?" is read with the question before
-    out.print(
-        "[bold]Ask about the June 2018 Amazon employee protest.[/bold] Type exit or press Ctrl-D to quit."
-    )
+    # Like `python -i` and sqlite3: the banner and the prompt are for a person at a terminal. Piped
+    # input gets the answers alone, not each one glued to a "? " on stdout.
+    interactive = _stdin_is_terminal()
+    if interactive:
+        out.print(
+            "[bold]Ask about the June 2018 Amazon employee protest.[/bold] Type exit or press Ctrl-D to quit."
+        )
     while True:
         try:
-            question = input("\n? ")
+            question = input("\n? " if interactive else "")
         except EOFError:
-            out.print()
+            if interactive:
+                out.print()  # end the prompt's line
             return
         if question.strip().lower() in {"exit", "quit", ":q"}:
             return
@@ -213,9 +218,13 @@ def chat(ctx: typer.Context, k: TopK = 3) -> None:
             continue
         try:
             previous = engine.answer(question, k, previous=previous)
-            out.print(answer_markup(previous))
+            out.print(answer_markup(previous) if interactive else answer_markup(previous) + "\n")
         except BadInputError as exc:
             err.print(f"error: {exc}", markup=False)
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
 
 
 @app.command()

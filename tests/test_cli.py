@@ -284,3 +284,26 @@ def test_every_command_is_documented_in_the_readme() -> None:
             assert f"protest-bot {command}" in readme, f"`protest-bot {command}` is not in README.md"
     for command in index_commands:
         assert f"protest-bot index {command}" in readme, f"`protest-bot index {command}` is not in README.md"
+
+
+# --- chat, piped and at a terminal ---------------------------------------------------------------
+
+
+def test_piped_chat_prints_answers_without_prompts(built: Settings) -> None:
+    # Like `python -i` and sqlite3: no banner and no "? " prompt glued to each answer on stdout.
+    result = run(built, "chat", input="What does Palantir run on?\nWho signed the letter?\n")
+    assert result.exit_code == 0, result.output
+    assert "Ask about" not in result.stdout
+    assert not [line for line in result.stdout.splitlines() if line.startswith("?")]
+    assert result.stdout.startswith("[1] ")
+    assert result.stdout.count("\n[1] ") == 1  # the second answer, after a blank line
+
+
+def test_chat_at_a_terminal_shows_the_banner_and_prompts(
+    built: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bot.cli._stdin_is_terminal", lambda: True)
+    result = run(built, "chat", input="What does Palantir run on?\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Ask about the June 2018 Amazon employee protest.")
+    assert result.stdout.count("\n? ") == 2  # before the question, and before the end of input
