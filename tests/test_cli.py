@@ -10,6 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from bot import store
@@ -107,6 +108,49 @@ def test_bad_questions_get_one_line_and_exit_2(built: Settings, question: str) -
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert "Traceback" not in result.output
+
+
+# --- usage errors and help ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ask", "-k", "0", "x"],
+        ["ask", "-k", "100", "x"],
+        ["chat", "-k", "0"],
+        ["ask"],
+        ["ask", "--no-such-option", "x"],
+        ["no-such-command"],
+    ],
+    ids=["k-0", "k-100", "chat-k-0", "no-question", "unknown-option", "unknown-command"],
+)
+def test_usage_errors_are_one_line_and_exit_2(built: Settings, args: list[str]) -> None:
+    result = run(built, *args)
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
+    assert result.stdout == ""
+
+
+def _command_paths(group: typer.core.TyperGroup, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = [prefix]
+    for name, command in group.commands.items():
+        if isinstance(command, typer.core.TyperGroup):
+            paths += _command_paths(command, (*prefix, name))
+        else:
+            paths.append((*prefix, name))
+    return paths
+
+
+def test_help_is_plain_text() -> None:
+    # typer's default help draws boxes and tags values `<bool>`, `<str>`, `{question}`.
+    for path in _command_paths(typer.main.get_command(app)):  # type: ignore[arg-type]
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith("Usage: "), path
+        tags = re.findall(r"<[a-z][^>]*>|\{\w+\}|[╭│╰]", result.stdout)
+        assert not tags, f"protest-bot {' '.join(path)} --help shows {tags}"
+    assert " ask [OPTIONS] QUESTION\n" in runner.invoke(app, ["ask", "--help"]).stdout
 
 
 # --- the index from the command line ------------------------------------------------------------
@@ -275,9 +319,9 @@ def test_bad_articles_are_refused_and_nothing_changes(built: Settings, tmp_path:
 
 def test_every_command_is_documented_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    result = runner.invoke(app, ["--help"])
-    commands = re.findall(r"│ (\w+)\s{2,}", result.stdout)
-    index_commands = re.findall(r"│ (\w+)\s{2,}", runner.invoke(app, ["index", "--help"]).stdout)
+    group = typer.main.get_command(app)
+    commands = list(group.commands)  # type: ignore[attr-defined]
+    index_commands = list(group.commands["index"].commands)  # type: ignore[attr-defined]
     assert {"ask", "chat", "add", "index", "sources", "eval"} <= set(commands)
     for command in commands:
         if command != "index":
