@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import threading
+import tomllib
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,6 +62,15 @@ def test_every_pip_install_of_the_set_up_is_quiet() -> None:
     assert len(installs) >= 4
     for words in installs:
         assert "-q" in words or "--quiet" in words, f"not quiet: {' '.join(words)}"
+
+
+def test_the_project_builds_without_warnings() -> None:
+    # Seen on stderr despite -q: setuptools >= 77 warns three times (15 lines each) about a license
+    # given as a table, and an editable install adds a 10-line warning about folders.
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert isinstance(pyproject["project"]["license"], str)  # an SPDX expression
+    (project_install,) = [w for w in pip_installs(steps(readme_setup_commands()[0])) if w[-1] == "."]
+    assert "-e" not in project_install and "--editable" not in project_install
 
 
 def test_pip_is_upgraded_before_anything_is_installed() -> None:
