@@ -317,7 +317,7 @@ def index_status(
     from bot.indexer import freshness
 
     settings: Settings = ctx.obj
-    manifest = store.read_manifest(settings.index)
+    manifest = store.verify(settings.index)  # a damaged index is exit 3 here too, not only at `ask`
     fresh = freshness(settings.corpus, manifest)
     status = {
         "index": str(settings.index),

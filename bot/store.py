@@ -542,6 +542,14 @@ def read_manifest(root: Path) -> Manifest:
         raise IndexCorruptError("the index manifest is corrupt: run `protest-bot index build`") from None
 
 
+def verify(root: Path) -> Manifest:
+    """The live index's manifest, with every file it lists checked as `load` checks them (sizes, then
+    SHA-256), without reading them into numpy or FAISS: for `index status`, which imports neither."""
+    manifest = read_manifest(root)
+    _check_files(current_version(root), manifest)
+    return manifest
+
+
 def load(root: Path, model: str) -> Index:
     """Load the live index, checking the manifest against the model and every file against it."""
     manifest = read_manifest(root)

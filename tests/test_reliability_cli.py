@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from typer.testing import CliRunner
 from bot import store
 from bot.cli import app
 from bot.config import Settings
+from tests.conftest import ROOT
 from tests.crash_runner import command, obey_file_permissions, permissions_bind
 from tests.fakes import FAKE_MODEL
 
@@ -367,6 +369,42 @@ DAMAGE = {
     "current-names-nothing": lambda index: (index / store.CURRENT).write_text("v-gone\n"),
     "current-points-outside": lambda index: (index / store.CURRENT).write_text("../../etc\n"),
 }
+
+
+FILE_DAMAGE = [name for name in DAMAGE if not name.startswith(("manifest-", "current-"))]
+
+
+@pytest.mark.parametrize("damage", FILE_DAMAGE)
+def test_index_status_finds_a_damaged_index_file_as_ask_does(built: Settings, damage: str) -> None:
+    DAMAGE[damage](built.index)
+    status = run(built, "index", "status")
+    assert status.exit_code == 3, status.output
+    asked = run(built, "ask", "What does Palantir run on?")
+    assert one_error_line(status.stderr) == one_error_line(asked.stderr)
+    assert "index build" in one_error_line(status.stderr)
+
+
+def test_index_status_checks_the_files_without_importing_torch_or_faiss(built: Settings) -> None:
+    DAMAGE["sentence-vectors-altered"](built.index)
+    code = (
+        "import sys\nfrom bot.cli import main\ntry:\n    main()\nexcept SystemExit as exc:\n"
+        "    print(exc.code, sorted({'torch', 'faiss', 'sentence_transformers'} & set(sys.modules)))"
+    )
+    args = [
+        "--corpus",
+        str(built.corpus),
+        "--index",
+        str(built.index),
+        "--model",
+        built.model,
+        "index",
+        "status",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert result.stdout.strip() == "3 []", result.stdout + result.stderr
+    assert "is damaged" in one_error_line(result.stderr)
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
