@@ -285,11 +285,8 @@ def _update(settings: Settings, full: bool) -> None:
         f" ({changes}; embedded {report.embedded} texts, reused {report.reused})",
         markup=False,
     )
-    for article_id in report.skipped:
-        err.print(
-            f"warning: {article_id} could not be read as an article and is not indexed (see --verbose)",
-            markup=False,
-        )
+    # Files that cannot be read were each reported once already, with the reason, by the indexer's
+    # warning (the one every front end shows); a second line here would repeat it.
 
 
 @index_app.command("build", cls=PlainHelp)

@@ -10,6 +10,7 @@ root — run tests/crash_runner.py, which is the same CLI with the fake model re
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -63,6 +64,11 @@ def tree(folder: Path) -> dict[str, bytes]:
     if not folder.exists():
         return {}
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def warnings(caplog: pytest.LogCaptureFixture) -> str:
+    """The warnings logged so far (in a process of its own, the CLI prints them on stderr)."""
+    return "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
 
 
 def one_error_line(stderr: str) -> str:
@@ -140,7 +146,9 @@ def test_article_of_50_mb_is_refused_by_add(unchanged: Settings, tmp_path: Path)
     assert "huge.txt: is 50 MB; articles over 5 MB are refused" in one_error_line(result.stderr)
 
 
-def test_article_of_50_mb_dropped_into_the_corpus_is_skipped(built: Settings) -> None:
+def test_article_of_50_mb_dropped_into_the_corpus_is_skipped(
+    built: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     line = b"Amazon employees wrote a letter to Jeff Bezos about Rekognition, Palantir and the police.\n"
     huge = built.corpus / "huge.txt"
     huge.write_bytes(line * (50 * 1024 * 1024 // len(line) + 1))  # real text this time
@@ -149,7 +157,7 @@ def test_article_of_50_mb_dropped_into_the_corpus_is_skipped(built: Settings) ->
     result = run(built, "index", "update")
     assert result.exit_code == 0, result.output
     assert time.monotonic() - started < 30, "a 50 MB file must be refused, not read, chunked and embedded"
-    assert "warning: huge could not be read as an article" in result.stderr
+    assert "huge.txt: is 50 MB; articles over 5 MB are refused" in warnings(caplog)
     manifest = store.read_manifest(built.index)
     assert "huge" not in manifest.articles and "huge" in manifest.skipped
     assert len(manifest.articles) == 5
@@ -192,11 +200,13 @@ def test_malformed_front_matter_is_refused_by_add(
     assert not (tmp_path / "PWNED").exists() and not (unchanged.corpus.parent / "PWNED").exists()
 
 
-def test_malformed_front_matter_dropped_into_the_corpus_is_skipped(built: Settings) -> None:
+def test_malformed_front_matter_dropped_into_the_corpus_is_skipped(
+    built: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     (built.corpus / "bomb.md").write_text(f"---\n{_BOMB}\n---\nEmployees wrote a letter.\n")
     result = run(built, "index", "update")
     assert result.exit_code == 0, result.output
-    assert "warning: bomb could not be read" in result.stderr
+    assert "bomb.md: the front matter field" in warnings(caplog)
     manifest = store.read_manifest(built.index)
     assert "bomb" in manifest.skipped and len(manifest.to_json()) < 100_000
 
@@ -255,6 +265,20 @@ def test_unreadable_article_is_skipped_with_a_warning(built: Settings) -> None:
     assert result.returncode == 0, result.stderr
     assert "private.md" in result.stderr.decode() and "Traceback" not in result.stderr.decode()
     assert "private" not in store.read_manifest(built.index).articles
+
+
+def test_a_file_that_is_not_utf8_dropped_into_the_corpus_gets_one_warning_and_no_count(
+    built: Settings,
+) -> None:
+    (built.corpus / "latin1.txt").write_bytes("Les employés d’Amazon ont écrit.".encode("cp1252"))
+    shutil.copy(EXTRA, built.corpus / "extra.md")
+    result = run_process(built, "index", "update")
+    assert result.returncode == 0, result.stderr
+    stderr = result.stderr.decode()
+    assert len(stderr.splitlines()) == 1, stderr  # once, with the reason; not again as `warning:`
+    assert "latin1.txt: is not UTF-8 text" in stderr
+    summary = result.stdout.decode()
+    assert "(1 new;" in summary, summary  # the article added, not the file skipped
 
 
 # --- the index folder ---------------------------------------------------------------------------
