@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class PreparedArticle:
     name: str
     data: bytes
     source: Path
+    text_key: str  # what makes two files the same article (see text_key)
 
 
 def prepare(path: Path, overrides: dict[str, str | None]) -> PreparedArticle:
@@ -77,8 +79,8 @@ def prepare(path: Path, overrides: dict[str, str | None]) -> PreparedArticle:
         else f"{stem}{'.md' if suffix in HTML_SUFFIXES else suffix}"
     )
     data = raw if keep_as_is else with_front_matter(meta, body).encode("utf-8")
-    parse_article(Path(name), data)  # raises if nothing of the article survives cleaning
-    return PreparedArticle(name=name, data=data, source=path)
+    article = parse_article(Path(name), data)  # raises if nothing of the article survives cleaning
+    return PreparedArticle(name=name, data=data, source=path, text_key=text_key(article.text))
 
 
 def with_front_matter(meta: dict[str, str | None], body: str) -> str:
@@ -88,24 +90,43 @@ def with_front_matter(meta: dict[str, str | None], body: str) -> str:
     return f"---\n{header}---\n{body.lstrip(chr(10))}"
 
 
+def text_key(cleaned_text: str) -> str:
+    """Two files are the same article when their cleaned text is, white space aside: the front
+    matter, the file name and the site chrome around the text may all differ."""
+    return content_hash(" ".join(cleaned_text.split()).encode("utf-8"))
+
+
 def check_new(articles: list[PreparedArticle], corpus_dir: Path) -> None:
     """Refuse duplicates: of an article already in the corpus, or of each other."""
     existing = {path.stem: path for path in article_files(corpus_dir)} if corpus_dir.exists() else {}
-    by_hash = {content_hash(path.read_bytes()): path.name for path in existing.values()}
+    by_text = _text_keys(existing.values())
     seen: dict[str, str] = {}
     for article in articles:
-        digest = content_hash(article.data)
         stem = Path(article.name).stem
-        if digest in by_hash:
-            raise ArticleError(f"{article.source.name}: is already in the corpus as {by_hash[digest]}")
+        if article.text_key in by_text:
+            raise ArticleError(
+                f"{article.source.name}: is already in the corpus as {by_text[article.text_key]}"
+            )
         if stem in existing:
             raise ArticleError(
                 f"{article.source.name}: a different article named {existing[stem].name} is already in "
                 "the corpus; rename the file to add it"
             )
-        if digest in seen or stem in seen.values():
+        if article.text_key in seen or stem in seen.values():
             raise ArticleError(f"{article.source.name}: is given twice")
-        seen[digest] = stem
+        seen[article.text_key] = stem
+
+
+def _text_keys(paths: Iterable[Path]) -> dict[str, str]:
+    """Text key → file name, for the corpus files that can be read as articles."""
+    keys: dict[str, str] = {}
+    for path in paths:
+        try:
+            article = parse_article(path, path.read_bytes())
+        except (ArticleError, OSError):
+            continue  # the index skips it too; it cannot be the article being added
+        keys.setdefault(text_key(article.text), path.name)
+    return keys
 
 
 def write(articles: list[PreparedArticle], corpus_dir: Path) -> list[Path]:

@@ -351,3 +351,31 @@ def test_chat_at_a_terminal_shows_the_banner_and_prompts(
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("Ask about the June 2018 Amazon employee protest.")
     assert result.stdout.count("\n? ") == 2  # before the question, and before the end of input
+
+
+# --- duplicates are the same text, whatever the file around it -----------------------------------
+
+WALKOUT = (
+    "Amazon employees walked out of the Seattle office on Friday to protest the sale of Rekognition.\n\n"
+    "The walkout followed a letter to Jeff Bezos signed by hundreds of workers.\n"
+)
+
+
+def test_the_same_text_under_another_name_or_front_matter_is_a_duplicate(
+    built: Settings, tmp_path: Path
+) -> None:
+    original = tmp_path / "walkout.txt"
+    original.write_text(WALKOUT)
+    added = run(
+        built, "add", str(original), "--title", "Walkout", "--outlet", "Seattle Times", "--date", "2018-06-29"
+    )
+    assert added.exit_code == 0, added.output
+    stored = next(p.name for p in built.corpus.iterdir() if p.stem == "walkout")
+    before = tree(built.corpus), tree(built.index)
+    copy = tmp_path / "walkout-copy.md"
+    copy.write_text("---\ntitle: Another title\n---\n" + WALKOUT.replace("\n\n", "\n\n\n"))
+    for again in (copy, original):
+        result = run(built, "add", str(again))
+        assert result.exit_code == 2, result.output
+        assert result.stderr == f"error: {again.name}: is already in the corpus as {stored}\n"
+    assert (tree(built.corpus), tree(built.index)) == before
