@@ -266,7 +266,7 @@ def add(
         raise BadInputError("--title and --url describe one article: add files one at a time to use them")
     prepared = [articles.prepare(path, overrides) for path in files]
     articles.check_new(prepared, settings.corpus)
-    for path in articles.write(prepared, settings.corpus):
+    for path in articles.write(articles.unique_names(prepared, settings.corpus), settings.corpus):
         out.print(f"added {path}", markup=False)
     if update:
         _update(settings, full=False)

@@ -14,6 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from bot import store
+from bot.articles import title_slug
 from bot.cli import app
 from bot.config import Settings
 from tests.conftest import ROOT
@@ -228,10 +229,10 @@ def test_add_copies_with_metadata_and_updates_the_index(built: Settings, tmp_pat
     article.write_text((ROOT / "tests" / "data" / "extra-article.md").read_text().split("---\n", 2)[2])
     result = run(built, "add", str(article), "--title", "Second letter", "--outlet", "Example News")
     assert result.exit_code == 0, result.output
-    stored = (built.corpus / "letter-two.txt").read_text(encoding="utf-8")
+    stored = (built.corpus / "second-letter.txt").read_text(encoding="utf-8")  # named from --title
     assert stored.startswith("---\ntitle: Second letter\noutlet: Example News\n")
     manifest = store.read_manifest(built.index)
-    assert manifest.articles["letter-two"].outlet == "Example News"
+    assert manifest.articles["second-letter"].outlet == "Example News"
     assert run(built, "index", "status").exit_code == 0
 
 
@@ -245,14 +246,14 @@ def test_added_article_is_readable_by_others_like_any_new_file(built: Settings, 
     finally:
         os.umask(umask)
     assert result.exit_code == 0, result.output
-    assert stat.S_IMODE((built.corpus / "letter-three.md").stat().st_mode) == 0o644
+    assert stat.S_IMODE((built.corpus / "a-second-letter.md").stat().st_mode) == 0o644
 
 
 def test_add_html_extracts_the_article(built: Settings) -> None:
     page = ROOT / "tests" / "data" / "page.html"
     result = run(built, "add", str(page))
     assert result.exit_code == 0, result.output
-    stored = (built.corpus / "page.md").read_text(encoding="utf-8")
+    stored = (built.corpus / "warehouse-workers-petition.md").read_text(encoding="utf-8")
     assert "Warehouse workers in Seattle signed a petition" in stored
     assert "Subscribe to our newsletter" not in stored and "<p>" not in stored
     assert "title: Warehouse workers petition" in stored
@@ -379,3 +380,27 @@ def test_the_same_text_under_another_name_or_front_matter_is_a_duplicate(
         assert result.exit_code == 2, result.output
         assert result.stderr == f"error: {again.name}: is already in the corpus as {stored}\n"
     assert (tree(built.corpus), tree(built.index)) == before
+
+
+def test_added_files_are_named_from_their_titles_uniquely_and_existing_ones_keep_theirs(
+    built: Settings, tmp_path: Path
+) -> None:
+    existing = sorted(p.name for p in built.corpus.iterdir())
+    first, second, untitled = tmp_path / "dl_8812.txt", tmp_path / "page (1).txt", tmp_path / "notes.txt"
+    first.write_text("Workers at the warehouse signed a petition about facial recognition sales.\n")
+    second.write_text("A different article: the petition reached Jeff Bezos on Monday morning.\n")
+    untitled.write_text("An article without a title keeps the name of its file when it is added.\n")
+    title = "Amazon workers protest facial recognition software sale to cops"
+    for path in (first, second):
+        result = run(built, "add", str(path), "--title", title)
+        assert result.exit_code == 0, result.output
+    assert run(built, "add", str(untitled)).exit_code == 0
+    added = sorted(set(p.name for p in built.corpus.iterdir()) - set(existing))
+    assert added == [
+        "amazon-workers-protest-facial-recognition-2.txt",
+        "amazon-workers-protest-facial-recognition.txt",
+        "notes.txt",
+    ]
+    assert set(existing) <= {p.name for p in built.corpus.iterdir()}
+    assert title_slug("Ünïcødé: IBM’s “work” — 1940s") == "unicde-ibms-work-1940s"
+    assert title_slug("名前") == "" and title_slug("README") == ""
