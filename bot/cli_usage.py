@@ -11,12 +11,10 @@ import sys
 from typing import Any
 
 import typer
-from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-try:  # typer vendors click from 0.2x on; before, it used click itself
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
-except ImportError:  # pragma: no cover
-    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+# typer vendors click (pyproject asks for a typer that does); its exceptions are not re-exported.
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 
 class OneLineUsageErrors(TyperGroup):
