@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -29,6 +31,9 @@ from bot.corpus import (
 from bot.errors import ArticleError, CorpusError
 
 _UNSAFE_NAME = re.compile(r"[^\w.-]+", re.UNICODE)
+# A file name from a title keeps whole words up to about 40 characters: long enough to recognize
+# the article in a listing, short enough for a terminal column.
+SLUG_CHARACTERS = 42
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,8 @@ class PreparedArticle:
     name: str
     data: bytes
     source: Path
+    text_key: str  # what makes two files the same article (see text_key)
+    named_from_title: bool = False  # a clash with another file gets a number, not a refusal
 
 
 def prepare(path: Path, overrides: dict[str, str | None]) -> PreparedArticle:
@@ -71,14 +78,48 @@ def prepare(path: Path, overrides: dict[str, str | None]) -> PreparedArticle:
         meta, body = split_front_matter(text, label)
     meta.update({k: v for k, v in overrides.items() if v})
     keep_as_is = suffix not in HTML_SUFFIXES and not any(overrides.values())
-    name = (
-        path.name
-        if keep_as_is and stem == path.stem
-        else f"{stem}{'.md' if suffix in HTML_SUFFIXES else suffix}"
-    )
+    stored_suffix = ".md" if suffix in HTML_SUFFIXES else suffix
+    slug = title_slug(meta.get("title") or "")
+    if slug:
+        name = f"{slug}{stored_suffix}"
+    else:
+        name = path.name if keep_as_is and stem == path.stem else f"{stem}{stored_suffix}"
     data = raw if keep_as_is else with_front_matter(meta, body).encode("utf-8")
-    parse_article(Path(name), data)  # raises if nothing of the article survives cleaning
-    return PreparedArticle(name=name, data=data, source=path)
+    article = parse_article(Path(name), data)  # raises if nothing of the article survives cleaning
+    return PreparedArticle(
+        name=name, data=data, source=path, text_key=text_key(article.text), named_from_title=bool(slug)
+    )
+
+
+def title_slug(title: str, limit: int = SLUG_CHARACTERS) -> str:
+    """A file name stem from a title: its first words, ASCII, lower case, joined by hyphens
+    ("amazon-workers-protest-facial-recognition"); "" when the title has no letters or digits."""
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode("ascii")
+    words = re.findall(r"[a-z0-9]+", re.sub(r"['’]", "", ascii_title.lower()))
+    slug = ""
+    for word in words:
+        longer = f"{slug}-{word}" if slug else word[:limit]
+        if len(longer) > limit:
+            break
+        slug = longer
+    return "" if slug == "readme" else slug
+
+
+def unique_names(articles: list[PreparedArticle], corpus_dir: Path) -> list[PreparedArticle]:
+    """Title-named articles renamed `…-2`, `…-3` where the name is taken; existing files keep theirs."""
+    taken = {path.stem for path in article_files(corpus_dir)} if corpus_dir.exists() else set()
+    named = []
+    for article in articles:
+        stem, suffix = Path(article.name).stem, Path(article.name).suffix
+        if article.named_from_title:
+            number = 2
+            while stem in taken:
+                stem = f"{Path(article.name).stem}-{number}"
+                number += 1
+            article = replace(article, name=f"{stem}{suffix}")
+        taken.add(stem)
+        named.append(article)
+    return named
 
 
 def with_front_matter(meta: dict[str, str | None], body: str) -> str:
@@ -88,24 +129,43 @@ def with_front_matter(meta: dict[str, str | None], body: str) -> str:
     return f"---\n{header}---\n{body.lstrip(chr(10))}"
 
 
+def text_key(cleaned_text: str) -> str:
+    """Two files are the same article when their cleaned text is, white space aside: the front
+    matter, the file name and the site chrome around the text may all differ."""
+    return content_hash(" ".join(cleaned_text.split()).encode("utf-8"))
+
+
 def check_new(articles: list[PreparedArticle], corpus_dir: Path) -> None:
     """Refuse duplicates: of an article already in the corpus, or of each other."""
     existing = {path.stem: path for path in article_files(corpus_dir)} if corpus_dir.exists() else {}
-    by_hash = {content_hash(path.read_bytes()): path.name for path in existing.values()}
+    by_text = _text_keys(existing.values())
     seen: dict[str, str] = {}
     for article in articles:
-        digest = content_hash(article.data)
         stem = Path(article.name).stem
-        if digest in by_hash:
-            raise ArticleError(f"{article.source.name}: is already in the corpus as {by_hash[digest]}")
-        if stem in existing:
+        if article.text_key in by_text:
+            raise ArticleError(
+                f"{article.source.name}: is already in the corpus as {by_text[article.text_key]}"
+            )
+        if stem in existing and not article.named_from_title:
             raise ArticleError(
                 f"{article.source.name}: a different article named {existing[stem].name} is already in "
                 "the corpus; rename the file to add it"
             )
-        if digest in seen or stem in seen.values():
+        if article.text_key in seen or (stem in seen.values() and not article.named_from_title):
             raise ArticleError(f"{article.source.name}: is given twice")
-        seen[digest] = stem
+        seen[article.text_key] = stem
+
+
+def _text_keys(paths: Iterable[Path]) -> dict[str, str]:
+    """Text key → file name, for the corpus files that can be read as articles."""
+    keys: dict[str, str] = {}
+    for path in paths:
+        try:
+            article = parse_article(path, path.read_bytes())
+        except (ArticleError, OSError):
+            continue  # the index skips it too; it cannot be the article being added
+        keys.setdefault(text_key(article.text), path.name)
+    return keys
 
 
 def write(articles: list[PreparedArticle], corpus_dir: Path) -> list[Path]:

@@ -15,19 +15,25 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from bot.cli_usage import OneLineUsageErrors, PlainHelp
 from bot.errors import BadInputError, ProtestBotError
 
 if TYPE_CHECKING:
     from bot.config import Settings
 
 log = logging.getLogger("bot")
+# Plain help (no boxes, no <type> placeholders: every value names its metavar) and one-line usage errors.
 app = typer.Typer(
+    cls=OneLineUsageErrors,
+    rich_markup_mode=None,
     help="Answers questions about the June 2018 Amazon employee protest with quoted, cited news passages.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-index_app = typer.Typer(help="Build, update and inspect the index.", no_args_is_help=True)
+index_app = typer.Typer(
+    help="Build, update and inspect the index.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(index_app, name="index")
 
 out = Console(highlight=False, soft_wrap=True)
@@ -69,6 +75,7 @@ def configure(
         Path | None,
         typer.Option(
             help="Folder of article files.",
+            metavar="DIR",
             envvar="PROTEST_BOT_CORPUS",
             show_default="corpus",
             readable=False,  # checked by the command, in one line
@@ -78,6 +85,7 @@ def configure(
         Path | None,
         typer.Option(
             help="Folder of the built index.",
+            metavar="DIR",
             envvar="PROTEST_BOT_INDEX",
             show_default="index",
             readable=False,  # checked by the command, in one line
@@ -87,6 +95,7 @@ def configure(
         str | None,
         typer.Option(
             help="Embedding model: a sentence-transformers name or a local folder.",
+            metavar="NAME_OR_PATH",
             envvar="PROTEST_BOT_MODEL",
             show_default="all-MiniLM-L6-v2",
         ),
@@ -133,15 +142,20 @@ def _engine(ctx: typer.Context):  # type: ignore[no-untyped-def]
     return open_engine(ctx.obj, notify=_notify, progress=err.is_terminal)
 
 
-TopK = Annotated[int, typer.Option("-k", "--top-k", min=1, max=20, help="How many citations at most.")]
+TopK = Annotated[
+    int, typer.Option("-k", "--top-k", min=1, max=20, metavar="N", help="How many citations at most.")
+]
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 @handles_errors
 def ask(
     ctx: typer.Context,
     question: Annotated[
-        str, typer.Argument(help="The question; with --json, '-' reads one question a line from stdin.")
+        str,
+        typer.Argument(
+            metavar="QUESTION", help="The question; with --json, '-' reads one question a line from stdin."
+        ),
     ],
     k: TopK = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as one JSON object.")] = False,
@@ -189,7 +203,7 @@ def _tolerant_stdin() -> None:
         sys.stdin.reconfigure(errors="surrogateescape")
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 @handles_errors
 def chat(ctx: typer.Context, k: TopK = 3) -> None:
     """Ask questions one after another (type exit, or press Ctrl-D, to quit)."""
@@ -198,14 +212,19 @@ def chat(ctx: typer.Context, k: TopK = 3) -> None:
     engine = _engine(ctx)
     _tolerant_stdin()
     previous = None  # the last answer, so "how many signed it?" is read with the question before
-    out.print(
-        "[bold]Ask about the June 2018 Amazon employee protest.[/bold] Type exit or press Ctrl-D to quit."
-    )
+    # Like `python -i` and sqlite3: the banner and the prompt are for a person at a terminal. Piped
+    # input gets the answers alone, not each one glued to a "? " on stdout.
+    interactive = _stdin_is_terminal()
+    if interactive:
+        out.print(
+            "[bold]Ask about the June 2018 Amazon employee protest.[/bold] Type exit or press Ctrl-D to quit."
+        )
     while True:
         try:
-            question = input("\n? ")
+            question = input("\n? " if interactive else "")
         except EOFError:
-            out.print()
+            if interactive:
+                out.print()  # end the prompt's line
             return
         if question.strip().lower() in {"exit", "quit", ":q"}:
             return
@@ -213,21 +232,29 @@ def chat(ctx: typer.Context, k: TopK = 3) -> None:
             continue
         try:
             previous = engine.answer(question, k, previous=previous)
-            out.print(answer_markup(previous))
+            out.print(answer_markup(previous) if interactive else answer_markup(previous) + "\n")
         except BadInputError as exc:
             err.print(f"error: {exc}", markup=False)
 
 
-@app.command()
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+@app.command(cls=PlainHelp)
 @handles_errors
 def add(
     ctx: typer.Context,
-    files: Annotated[list[Path], typer.Argument(help="Article files: .txt, .md or .html.")],
-    title: Annotated[str | None, typer.Option(help="Title, when the file has none.")] = None,
-    outlet: Annotated[str | None, typer.Option(help="Publication.")] = None,
-    author: Annotated[str | None, typer.Option(help="Author.")] = None,
-    date: Annotated[str | None, typer.Option(help="Publication date, e.g. 2018-06-22.")] = None,
-    url: Annotated[str | None, typer.Option(help="Where the article was published.")] = None,
+    files: Annotated[
+        list[Path], typer.Argument(metavar="FILE...", help="Article files: .txt, .md or .html.")
+    ],
+    title: Annotated[str | None, typer.Option(metavar="TEXT", help="Title, when the file has none.")] = None,
+    outlet: Annotated[str | None, typer.Option(metavar="TEXT", help="Publication.")] = None,
+    author: Annotated[str | None, typer.Option(metavar="TEXT", help="Author.")] = None,
+    date: Annotated[
+        str | None, typer.Option(metavar="DATE", help="Publication date, e.g. 2018-06-22.")
+    ] = None,
+    url: Annotated[str | None, typer.Option(metavar="URL", help="Where the article was published.")] = None,
     update: Annotated[bool, typer.Option("--update/--no-update", help="Update the index afterwards.")] = True,
 ) -> None:
     """Copy articles into the corpus and update the index."""
@@ -239,7 +266,7 @@ def add(
         raise BadInputError("--title and --url describe one article: add files one at a time to use them")
     prepared = [articles.prepare(path, overrides) for path in files]
     articles.check_new(prepared, settings.corpus)
-    for path in articles.write(prepared, settings.corpus):
+    for path in articles.write(articles.unique_names(prepared, settings.corpus), settings.corpus):
         out.print(f"added {path}", markup=False)
     if update:
         _update(settings, full=False)
@@ -258,28 +285,25 @@ def _update(settings: Settings, full: bool) -> None:
         f" ({changes}; embedded {report.embedded} texts, reused {report.reused})",
         markup=False,
     )
-    for article_id in report.skipped:
-        err.print(
-            f"warning: {article_id} could not be read as an article and is not indexed (see --verbose)",
-            markup=False,
-        )
+    # Files that cannot be read were each reported once already, with the reason, by the indexer's
+    # warning (the one every front end shows); a second line here would repeat it.
 
 
-@index_app.command("build")
+@index_app.command("build", cls=PlainHelp)
 @handles_errors
 def index_build(ctx: typer.Context) -> None:
     """Build the index from scratch (re-embeds everything)."""
     _update(ctx.obj, full=True)
 
 
-@index_app.command("update")
+@index_app.command("update", cls=PlainHelp)
 @handles_errors
 def index_update(ctx: typer.Context) -> None:
     """Embed only new or changed articles and drop removed ones."""
     _update(ctx.obj, full=False)
 
 
-@index_app.command("status")
+@index_app.command("status", cls=PlainHelp)
 @handles_errors
 def index_status(
     ctx: typer.Context,
@@ -290,7 +314,7 @@ def index_status(
     from bot.indexer import freshness
 
     settings: Settings = ctx.obj
-    manifest = store.read_manifest(settings.index)
+    manifest = store.verify(settings.index)  # a damaged index is exit 3 here too, not only at `ask`
     fresh = freshness(settings.corpus, manifest)
     status = {
         "index": str(settings.index),
@@ -322,7 +346,7 @@ def index_status(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 @handles_errors
 def sources(ctx: typer.Context) -> None:
     """List the articles the index holds (outlet, date, link)."""
@@ -335,7 +359,7 @@ def sources(ctx: typer.Context) -> None:
         out.print(f"{n}. {source_label(source)}\n   {source_location(source)}", markup=False)
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 @handles_errors
 def telegram(
     ctx: typer.Context,
@@ -343,28 +367,41 @@ def telegram(
         str | None,
         typer.Option(
             help="Bot API server; the token is appended. For self-hosted servers and tests.",
+            metavar="URL",
             envvar="TELEGRAM_API_BASE_URL",
             show_default="https://api.telegram.org/bot",
         ),
     ] = None,
     webhook_url: Annotated[
         str | None,
-        typer.Option(help="Public https URL: a webhook instead of polling.", envvar="TELEGRAM_WEBHOOK_URL"),
+        typer.Option(
+            help="Public https URL: a webhook instead of polling.",
+            envvar="TELEGRAM_WEBHOOK_URL",
+            metavar="URL",
+        ),
     ] = None,
     webhook_listen: Annotated[
         str | None,
         typer.Option(
-            help="Webhook server address.", envvar="TELEGRAM_WEBHOOK_LISTEN", show_default="0.0.0.0"
+            help="Webhook server address.",
+            envvar="TELEGRAM_WEBHOOK_LISTEN",
+            show_default="0.0.0.0",
+            metavar="ADDRESS",
         ),
     ] = None,
     webhook_port: Annotated[
         int | None,
-        typer.Option(help="Webhook server port.", envvar="TELEGRAM_WEBHOOK_PORT", show_default="8443"),
+        typer.Option(
+            help="Webhook server port.", envvar="TELEGRAM_WEBHOOK_PORT", show_default="8443", metavar="PORT"
+        ),
     ] = None,
     rate_limit: Annotated[
         int | None,
         typer.Option(
-            help="Questions per user per minute.", envvar="TELEGRAM_RATE_LIMIT_PER_MINUTE", show_default="20"
+            help="Questions per user per minute.",
+            envvar="TELEGRAM_RATE_LIMIT_PER_MINUTE",
+            show_default="20",
+            metavar="N",
         ),
     ] = None,
 ) -> None:
@@ -376,24 +413,30 @@ def telegram(
     run(ctx.obj, tg)
 
 
-@app.command("eval")
+@app.command("eval", cls=PlainHelp)
 @handles_errors
 def evaluate_command(
     ctx: typer.Context,
     questions: Annotated[
-        Path | None, typer.Argument(help="Question file in the ../shared/eval format (JSON lines).")
+        Path | None,
+        typer.Argument(
+            metavar="[FILE.jsonl]", help="Question file in the ../shared/eval format (JSON lines)."
+        ),
     ] = None,
     k: TopK = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     squad: Annotated[
         Path | None,
-        typer.Option(help="Evaluate retrieval on a SQuAD kit folder instead (../shared/external/squad)."),
+        typer.Option(
+            metavar="DIR", help="Evaluate retrieval on a SQuAD kit folder instead (../shared/external/squad)."
+        ),
     ] = None,
     sample: Annotated[
-        int | None, typer.Option(min=1, help="With --squad: a fixed random sample of N questions.")
+        int | None,
+        typer.Option(min=1, metavar="N", help="With --squad: a fixed random sample of N questions."),
     ] = None,
     squad_index: Annotated[
-        Path, typer.Option(help="With --squad: where the kit's index is built and kept.")
+        Path, typer.Option(metavar="DIR", help="With --squad: where the kit's index is built and kept.")
     ] = Path(".squad-index"),
     unanswerable: Annotated[
         bool,

@@ -17,6 +17,7 @@ import yaml
 
 from bot.clean import clean
 from bot.errors import ArticleError, CorpusError
+from bot.label import article_label
 from bot.models import Article
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ def parse_article(path: Path, data: bytes, article_id: str | None = None) -> Art
         raw=body,
         text=cleaned,
         content_hash=content_hash(data),
+        label=article_label(meta.get("title"), body),
     )
 
 

@@ -159,7 +159,7 @@ def _build(
     return UpdateReport(
         articles=len(articles),
         passages=len(passages),
-        added=tuple(sorted(hashes)),
+        added=tuple(sorted(parsed)),
         changed=(),
         removed=(),
         skipped=tuple(sorted(skipped)),
@@ -189,9 +189,12 @@ def _update(
     parsed = {a.id for a in articles}
     skipped = {**still_skipped, **{i: hashes[i] for i in to_read if i not in parsed}}
     old_hashes = old.hashes()
+    # A file that cannot be read is reported as skipped (with its warning), not as a new article.
     changes = {
-        "added": tuple(sorted(set(hashes) - set(old_hashes))),
-        "changed": tuple(sorted(i for i in hashes.keys() & old_hashes.keys() if hashes[i] != old_hashes[i])),
+        "added": tuple(sorted(set(hashes) - set(old_hashes) - set(skipped))),
+        "changed": tuple(
+            sorted(i for i in hashes.keys() & old_hashes.keys() if hashes[i] != old_hashes[i] and i in parsed)
+        ),
         "removed": tuple(sorted(set(old_hashes) - set(hashes))),
         "skipped": tuple(sorted(skipped)),
     }
@@ -439,4 +442,5 @@ def _record(article: Article, passages: int) -> store.ArticleRecord:
         url=article.url,
         hash=article.content_hash,
         passages=passages,
+        label=article.label,
     )

@@ -23,6 +23,8 @@ class Article:
     raw: str
     text: str
     content_hash: str
+    # For display only (bot/label.py): the title, else the article's own heading or first words.
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class Source:
     date: str | None
     url: str | None
     path: str
+    # For display only, never metadata: the title, else the article's own heading or first words.
+    label: str = ""
 
 
 @dataclass(frozen=True)

@@ -52,8 +52,9 @@ def _source_dict(source: Source) -> dict[str, Any]:
 
 
 def source_label(source: Source) -> str:
-    """ "Title — Outlet, date": what the article shows; the file name when it shows no title."""
-    title = source.title or f"(untitled: {source.id})"
+    """ "Title — Outlet, date": what the article shows. Without a title, its own heading or first
+    words (derived for display, see bot/label.py); the file name only in an index built before labels."""
+    title = source.title or source.label or f"(untitled: {source.id})"
     details = ", ".join(part for part in (source.outlet, source.date) if part)
     return f"{title} — {details}" if details else title
 

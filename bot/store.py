@@ -147,11 +147,18 @@ class ArticleRecord:
     url: str | None
     hash: str
     passages: int
+    label: str = ""  # for display only; empty in indexes built before labels
 
     def source(self) -> Source:
         """The article as a citation source."""
         return Source(
-            id=self.id, title=self.title, outlet=self.outlet, date=self.date, url=self.url, path=self.path
+            id=self.id,
+            title=self.title,
+            outlet=self.outlet,
+            date=self.date,
+            url=self.url,
+            path=self.path,
+            label=self.label,
         )
 
 
@@ -533,6 +540,14 @@ def read_manifest(root: Path) -> Manifest:
         return Manifest.from_json(text)
     except (ValueError, TypeError, KeyError, AttributeError):
         raise IndexCorruptError("the index manifest is corrupt: run `protest-bot index build`") from None
+
+
+def verify(root: Path) -> Manifest:
+    """The live index's manifest, with every file it lists checked as `load` checks them (sizes, then
+    SHA-256), without reading them into numpy or FAISS: for `index status`, which imports neither."""
+    manifest = read_manifest(root)
+    _check_files(current_version(root), manifest)
+    return manifest
 
 
 def load(root: Path, model: str) -> Index:

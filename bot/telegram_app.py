@@ -136,11 +136,30 @@ class PollingErrorsInOneLine(logging.Filter):
         return True
 
 
+class GivingUpInOneLine(logging.Filter):
+    """When PTB gives up (the Bot API unreachable at start), it logs a traceback of ~100 lines just
+    before `run` reports the same error in one `error:` line. Its record keeps one line, message and
+    error; the traceback is for --verbose (the root logger at DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        verbose = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+        if record.exc_info and record.exc_info[1] is not None and not verbose:
+            error = record.exc_info[1]
+            record.msg, record.args = (
+                "%s (%s: %s)",
+                (record.getMessage(), type(error).__name__, redact(str(error))),
+            )
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def shorten_polling_errors() -> None:
-    """Install PollingErrorsInOneLine on PTB's Updater logger (once)."""
-    updater = logging.getLogger("telegram.ext.Updater")
-    if not any(isinstance(f, PollingErrorsInOneLine) for f in updater.filters):
-        updater.addFilter(PollingErrorsInOneLine())
+    """Install PollingErrorsInOneLine on PTB's Updater logger and GivingUpInOneLine on the logger of
+    its network retry loop (once each)."""
+    for name, kind in (("telegram.ext.Updater", PollingErrorsInOneLine), ("telegram.ext", GivingUpInOneLine)):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in logger.filters):
+            logger.addFilter(kind())
 
 
 def redact(text: str) -> str:

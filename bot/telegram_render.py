@@ -69,7 +69,8 @@ def citation_html(citation: Citation, quote_limit: int | None = None) -> str:
     first, *others = citation.sources or (None,)
     head = f"<b>[{citation.n}]</b>" + (f" {source_html(first)}" if first else "")
     lines = [head]
-    lines += [f"      also in {source_html(other)}" for other in others]
+    # No indent: Telegram shows leading spaces as they are, a ragged gap in a group's reply.
+    lines += [f"• also in {source_html(other)}" for other in others]
     lines.append(f"<blockquote>{h(quote)}</blockquote>")
     return "\n".join(lines)
 

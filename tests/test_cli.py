@@ -10,9 +10,11 @@ import stat
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from bot import store
+from bot.articles import title_slug
 from bot.cli import app
 from bot.config import Settings
 from tests.conftest import ROOT
@@ -124,6 +126,49 @@ def test_bad_questions_get_one_line_and_exit_2(built: Settings, question: str) -
     assert "Traceback" not in result.output
 
 
+# --- usage errors and help ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ask", "-k", "0", "x"],
+        ["ask", "-k", "100", "x"],
+        ["chat", "-k", "0"],
+        ["ask"],
+        ["ask", "--no-such-option", "x"],
+        ["no-such-command"],
+    ],
+    ids=["k-0", "k-100", "chat-k-0", "no-question", "unknown-option", "unknown-command"],
+)
+def test_usage_errors_are_one_line_and_exit_2(built: Settings, args: list[str]) -> None:
+    result = run(built, *args)
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
+    assert result.stdout == ""
+
+
+def _command_paths(group: typer.core.TyperGroup, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = [prefix]
+    for name, command in group.commands.items():
+        if isinstance(command, typer.core.TyperGroup):
+            paths += _command_paths(command, (*prefix, name))
+        else:
+            paths.append((*prefix, name))
+    return paths
+
+
+def test_help_is_plain_text() -> None:
+    # typer's default help draws boxes and tags values `<bool>`, `<str>`, `{question}`.
+    for path in _command_paths(typer.main.get_command(app)):  # type: ignore[arg-type]
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith("Usage: "), path
+        tags = re.findall(r"<[a-z][^>]*>|\{\w+\}|[╭│╰]", result.stdout)
+        assert not tags, f"protest-bot {' '.join(path)} --help shows {tags}"
+    assert " ask [OPTIONS] QUESTION\n" in runner.invoke(app, ["ask", "--help"]).stdout
+
+
 # --- the index from the command line ------------------------------------------------------------
 
 
@@ -199,10 +244,10 @@ def test_add_copies_with_metadata_and_updates_the_index(built: Settings, tmp_pat
     article.write_text((ROOT / "tests" / "data" / "extra-article.md").read_text().split("---\n", 2)[2])
     result = run(built, "add", str(article), "--title", "Second letter", "--outlet", "Example News")
     assert result.exit_code == 0, result.output
-    stored = (built.corpus / "letter-two.txt").read_text(encoding="utf-8")
+    stored = (built.corpus / "second-letter.txt").read_text(encoding="utf-8")  # named from --title
     assert stored.startswith("---\ntitle: Second letter\noutlet: Example News\n")
     manifest = store.read_manifest(built.index)
-    assert manifest.articles["letter-two"].outlet == "Example News"
+    assert manifest.articles["second-letter"].outlet == "Example News"
     assert run(built, "index", "status").exit_code == 0
 
 
@@ -216,14 +261,14 @@ def test_added_article_is_readable_by_others_like_any_new_file(built: Settings, 
     finally:
         os.umask(umask)
     assert result.exit_code == 0, result.output
-    assert stat.S_IMODE((built.corpus / "letter-three.md").stat().st_mode) == 0o644
+    assert stat.S_IMODE((built.corpus / "a-second-letter.md").stat().st_mode) == 0o644
 
 
 def test_add_html_extracts_the_article(built: Settings) -> None:
     page = ROOT / "tests" / "data" / "page.html"
     result = run(built, "add", str(page))
     assert result.exit_code == 0, result.output
-    stored = (built.corpus / "page.md").read_text(encoding="utf-8")
+    stored = (built.corpus / "warehouse-workers-petition.md").read_text(encoding="utf-8")
     assert "Warehouse workers in Seattle signed a petition" in stored
     assert "Subscribe to our newsletter" not in stored and "<p>" not in stored
     assert "title: Warehouse workers petition" in stored
@@ -290,12 +335,87 @@ def test_bad_articles_are_refused_and_nothing_changes(built: Settings, tmp_path:
 
 def test_every_command_is_documented_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    result = runner.invoke(app, ["--help"])
-    commands = re.findall(r"│ (\w+)\s{2,}", result.stdout)
-    index_commands = re.findall(r"│ (\w+)\s{2,}", runner.invoke(app, ["index", "--help"]).stdout)
+    group = typer.main.get_command(app)
+    commands = list(group.commands)  # type: ignore[attr-defined]
+    index_commands = list(group.commands["index"].commands)  # type: ignore[attr-defined]
     assert {"ask", "chat", "add", "index", "sources", "eval"} <= set(commands)
     for command in commands:
         if command != "index":
             assert f"protest-bot {command}" in readme, f"`protest-bot {command}` is not in README.md"
     for command in index_commands:
         assert f"protest-bot index {command}" in readme, f"`protest-bot index {command}` is not in README.md"
+
+
+# --- chat, piped and at a terminal ---------------------------------------------------------------
+
+
+def test_piped_chat_prints_answers_without_prompts(built: Settings) -> None:
+    # Like `python -i` and sqlite3: no banner and no "? " prompt glued to each answer on stdout.
+    result = run(built, "chat", input="What does Palantir run on?\nWho signed the letter?\n")
+    assert result.exit_code == 0, result.output
+    assert "Ask about" not in result.stdout
+    assert not [line for line in result.stdout.splitlines() if line.startswith("?")]
+    assert result.stdout.startswith("[1] ")
+    assert result.stdout.count("\n[1] ") == 1  # the second answer, after a blank line
+
+
+def test_chat_at_a_terminal_shows_the_banner_and_prompts(
+    built: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bot.cli._stdin_is_terminal", lambda: True)
+    result = run(built, "chat", input="What does Palantir run on?\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Ask about the June 2018 Amazon employee protest.")
+    assert result.stdout.count("\n? ") == 2  # before the question, and before the end of input
+
+
+# --- duplicates are the same text, whatever the file around it -----------------------------------
+
+WALKOUT = (
+    "Amazon employees walked out of the Seattle office on Friday to protest the sale of Rekognition.\n\n"
+    "The walkout followed a letter to Jeff Bezos signed by hundreds of workers.\n"
+)
+
+
+def test_the_same_text_under_another_name_or_front_matter_is_a_duplicate(
+    built: Settings, tmp_path: Path
+) -> None:
+    original = tmp_path / "walkout.txt"
+    original.write_text(WALKOUT)
+    added = run(
+        built, "add", str(original), "--title", "Walkout", "--outlet", "Seattle Times", "--date", "2018-06-29"
+    )
+    assert added.exit_code == 0, added.output
+    stored = next(p.name for p in built.corpus.iterdir() if p.stem == "walkout")
+    before = tree(built.corpus), tree(built.index)
+    copy = tmp_path / "walkout-copy.md"
+    copy.write_text("---\ntitle: Another title\n---\n" + WALKOUT.replace("\n\n", "\n\n\n"))
+    for again in (copy, original):
+        result = run(built, "add", str(again))
+        assert result.exit_code == 2, result.output
+        assert result.stderr == f"error: {again.name}: is already in the corpus as {stored}\n"
+    assert (tree(built.corpus), tree(built.index)) == before
+
+
+def test_added_files_are_named_from_their_titles_uniquely_and_existing_ones_keep_theirs(
+    built: Settings, tmp_path: Path
+) -> None:
+    existing = sorted(p.name for p in built.corpus.iterdir())
+    first, second, untitled = tmp_path / "dl_8812.txt", tmp_path / "page (1).txt", tmp_path / "notes.txt"
+    first.write_text("Workers at the warehouse signed a petition about facial recognition sales.\n")
+    second.write_text("A different article: the petition reached Jeff Bezos on Monday morning.\n")
+    untitled.write_text("An article without a title keeps the name of its file when it is added.\n")
+    title = "Amazon workers protest facial recognition software sale to cops"
+    for path in (first, second):
+        result = run(built, "add", str(path), "--title", title)
+        assert result.exit_code == 0, result.output
+    assert run(built, "add", str(untitled)).exit_code == 0
+    added = sorted(set(p.name for p in built.corpus.iterdir()) - set(existing))
+    assert added == [
+        "amazon-workers-protest-facial-recognition-2.txt",
+        "amazon-workers-protest-facial-recognition.txt",
+        "notes.txt",
+    ]
+    assert set(existing) <= {p.name for p in built.corpus.iterdir()}
+    assert title_slug("Ünïcødé: IBM’s “work” — 1940s") == "unicde-ibms-work-1940s"
+    assert title_slug("名前") == "" and title_slug("README") == ""

@@ -370,7 +370,7 @@ def test_entrypoint_leaves_the_index_to_add(tmp_path: Path, seed: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "updating" not in result.stderr
-    assert EXTRA_ARTICLE.name in articles_in(data / "corpus")
+    assert "a-second-letter.md" in articles_in(data / "corpus")  # named from its title
 
 
 def test_entrypoint_help_touches_nothing(tmp_path: Path, seed: Path) -> None:

@@ -10,9 +10,11 @@ root — run tests/crash_runner.py, which is the same CLI with the fake model re
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from typer.testing import CliRunner
 from bot import store
 from bot.cli import app
 from bot.config import Settings
+from tests.conftest import ROOT
 from tests.crash_runner import command, obey_file_permissions, permissions_bind
 from tests.fakes import FAKE_MODEL
 
@@ -61,6 +64,11 @@ def tree(folder: Path) -> dict[str, bytes]:
     if not folder.exists():
         return {}
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def warnings(caplog: pytest.LogCaptureFixture) -> str:
+    """The warnings logged so far (in a process of its own, the CLI prints them on stderr)."""
+    return "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
 
 
 def one_error_line(stderr: str) -> str:
@@ -138,7 +146,9 @@ def test_article_of_50_mb_is_refused_by_add(unchanged: Settings, tmp_path: Path)
     assert "huge.txt: is 50 MB; articles over 5 MB are refused" in one_error_line(result.stderr)
 
 
-def test_article_of_50_mb_dropped_into_the_corpus_is_skipped(built: Settings) -> None:
+def test_article_of_50_mb_dropped_into_the_corpus_is_skipped(
+    built: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     line = b"Amazon employees wrote a letter to Jeff Bezos about Rekognition, Palantir and the police.\n"
     huge = built.corpus / "huge.txt"
     huge.write_bytes(line * (50 * 1024 * 1024 // len(line) + 1))  # real text this time
@@ -147,7 +157,7 @@ def test_article_of_50_mb_dropped_into_the_corpus_is_skipped(built: Settings) ->
     result = run(built, "index", "update")
     assert result.exit_code == 0, result.output
     assert time.monotonic() - started < 30, "a 50 MB file must be refused, not read, chunked and embedded"
-    assert "warning: huge could not be read as an article" in result.stderr
+    assert "huge.txt: is 50 MB; articles over 5 MB are refused" in warnings(caplog)
     manifest = store.read_manifest(built.index)
     assert "huge" not in manifest.articles and "huge" in manifest.skipped
     assert len(manifest.articles) == 5
@@ -190,11 +200,13 @@ def test_malformed_front_matter_is_refused_by_add(
     assert not (tmp_path / "PWNED").exists() and not (unchanged.corpus.parent / "PWNED").exists()
 
 
-def test_malformed_front_matter_dropped_into_the_corpus_is_skipped(built: Settings) -> None:
+def test_malformed_front_matter_dropped_into_the_corpus_is_skipped(
+    built: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     (built.corpus / "bomb.md").write_text(f"---\n{_BOMB}\n---\nEmployees wrote a letter.\n")
     result = run(built, "index", "update")
     assert result.exit_code == 0, result.output
-    assert "warning: bomb could not be read" in result.stderr
+    assert "bomb.md: the front matter field" in warnings(caplog)
     manifest = store.read_manifest(built.index)
     assert "bomb" in manifest.skipped and len(manifest.to_json()) < 100_000
 
@@ -253,6 +265,20 @@ def test_unreadable_article_is_skipped_with_a_warning(built: Settings) -> None:
     assert result.returncode == 0, result.stderr
     assert "private.md" in result.stderr.decode() and "Traceback" not in result.stderr.decode()
     assert "private" not in store.read_manifest(built.index).articles
+
+
+def test_a_file_that_is_not_utf8_dropped_into_the_corpus_gets_one_warning_and_no_count(
+    built: Settings,
+) -> None:
+    (built.corpus / "latin1.txt").write_bytes("Les employés d’Amazon ont écrit.".encode("cp1252"))
+    shutil.copy(EXTRA, built.corpus / "extra.md")
+    result = run_process(built, "index", "update")
+    assert result.returncode == 0, result.stderr
+    stderr = result.stderr.decode()
+    assert len(stderr.splitlines()) == 1, stderr  # once, with the reason; not again as `warning:`
+    assert "latin1.txt: is not UTF-8 text" in stderr
+    summary = result.stdout.decode()
+    assert "(1 new;" in summary, summary  # the article added, not the file skipped
 
 
 # --- the index folder ---------------------------------------------------------------------------
@@ -367,6 +393,42 @@ DAMAGE = {
     "current-names-nothing": lambda index: (index / store.CURRENT).write_text("v-gone\n"),
     "current-points-outside": lambda index: (index / store.CURRENT).write_text("../../etc\n"),
 }
+
+
+FILE_DAMAGE = [name for name in DAMAGE if not name.startswith(("manifest-", "current-"))]
+
+
+@pytest.mark.parametrize("damage", FILE_DAMAGE)
+def test_index_status_finds_a_damaged_index_file_as_ask_does(built: Settings, damage: str) -> None:
+    DAMAGE[damage](built.index)
+    status = run(built, "index", "status")
+    assert status.exit_code == 3, status.output
+    asked = run(built, "ask", "What does Palantir run on?")
+    assert one_error_line(status.stderr) == one_error_line(asked.stderr)
+    assert "index build" in one_error_line(status.stderr)
+
+
+def test_index_status_checks_the_files_without_importing_torch_or_faiss(built: Settings) -> None:
+    DAMAGE["sentence-vectors-altered"](built.index)
+    code = (
+        "import sys\nfrom bot.cli import main\ntry:\n    main()\nexcept SystemExit as exc:\n"
+        "    print(exc.code, sorted({'torch', 'faiss', 'sentence_transformers'} & set(sys.modules)))"
+    )
+    args = [
+        "--corpus",
+        str(built.corpus),
+        "--index",
+        str(built.index),
+        "--model",
+        built.model,
+        "index",
+        "status",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert result.stdout.strip() == "3 []", result.stdout + result.stderr
+    assert "is damaged" in one_error_line(result.stderr)
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))

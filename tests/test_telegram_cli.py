@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from bot.cli import app
 from bot.config import Settings
 from tests.conftest import ROOT
+from tests.crash_runner import command
 from tests.fake_bot_api import PRIVATE, TOKEN, FakeBotApi
 
 runner = CliRunner()
@@ -92,6 +93,38 @@ def test_unreachable_server_is_one_line_after_retries(built: Settings) -> None:
     result = invoke(built, {"TELEGRAM_BOT_TOKEN": TOKEN}, "--api-base-url", base)
     assert result.exit_code == 1
     assert f"cannot reach the Bot API at {base}" in one_line_error(result, TOKEN)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+def test_unreachable_server_at_start_logs_one_line_per_problem_and_a_traceback_only_if_verbose(
+    built: Settings, verbose: bool
+) -> None:
+    # A process of its own: what a user sees is the log on stderr, not only the final error line.
+    base = f"http://127.0.0.1:{_closed_port()}/bot"
+    args = [*(["--verbose"] if verbose else []), "telegram", "--api-base-url", base]
+    argv = command(built.corpus, built.index, *args)  # the group's options, then these
+    env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN}
+    result = subprocess.run(
+        argv, capture_output=True, text=True, env=env, cwd=built.corpus.parent, timeout=120
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert (
+        lines[-1]
+        == f"error: cannot reach the Bot API at {base}: httpx.ConnectError: All connection attempts failed"
+    )
+    assert TOKEN not in result.stderr and TOKEN.split(":")[1] not in result.stderr
+    if verbose:
+        assert "Traceback" in result.stderr
+    else:
+        assert "Traceback" not in result.stderr
+        assert all(line.split(" ", 1)[0] in {"INFO", "WARNING", "ERROR", "error:"} for line in lines), lines
 
 
 @pytest.mark.parametrize(

@@ -78,7 +78,9 @@ def test_a_citation_numbers_its_sources_and_quotes_the_sentence() -> None:
     )
     text, entities = accepted(render.citation_html(cited))
     assert text.splitlines()[0] == "[2] Workers protest — Outlet, 2018-06-22"
-    assert "also in Second — Outlet, 2018-06-22" in text
+    # A six-space indent showed as a ragged gap in group replies: a bullet marks a further source.
+    assert text.splitlines()[1] == "• also in Second — Outlet, 2018-06-22"
+    assert not [line for line in text.splitlines() if line[:1].isspace()]
     (quote,) = [e for e in entities if e["type"] == "blockquote"]
     assert text[quote["offset"] : quote["offset"] + quote["length"]] == "Palantir runs on AWS."
 
