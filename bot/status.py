@@ -1,0 +1,30 @@
+"""The index's status, as `protest-bot index status --json` prints it and `GET /status` returns it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot import store
+from bot.config import Settings
+from bot.indexer import freshness
+
+
+def index_status(settings: Settings) -> dict[str, Any]:
+    """Articles, passages, model, and what changed in the corpus since the live index was built."""
+    manifest = store.read_manifest(settings.index)
+    fresh = freshness(settings.corpus, manifest)
+    return {
+        "index": str(settings.index),
+        "model": manifest.model,
+        "dimension": manifest.dimension,
+        "articles": len(manifest.articles),
+        "passages": manifest.passages,
+        "search": manifest.search,
+        "chunk_tokens": manifest.chunk_tokens,
+        "chunk_overlap": manifest.chunk_overlap,
+        "built_at": manifest.built_at,
+        "stale": fresh.stale,
+        "added": list(fresh.added),
+        "changed": list(fresh.changed),
+        "removed": list(fresh.removed),
+    }
