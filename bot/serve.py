@@ -7,8 +7,11 @@ are ready); an index that cannot be loaded stops it with the engine's one-line e
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import signal
+from collections.abc import Iterator
 
 from bot.config import ServeSettings, Settings
 from bot.errors import BadInputError, ProtestBotError
@@ -76,9 +79,23 @@ def run(settings: Settings, serve: ServeSettings) -> None:
     log.info(
         "serving on http://%s:%d (token %s)", serve.host, serve.port, "required" if serve.api_token else "off"
     )
-    server.run()
+    with _stop_signals_end_cleanly():
+        server.run()
     if failures:
         raise failures[0]
+
+
+@contextlib.contextmanager
+def _stop_signals_end_cleanly() -> Iterator[None]:
+    """uvicorn shuts down gracefully on SIGINT or SIGTERM, then raises the signal again for whoever
+    handled it before; that is us, and a server stopped by a signal has done its job: exit 0."""
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {stop: signal.signal(stop, lambda number, frame: None) for stop in stops}
+    try:
+        yield
+    finally:
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
 
 
 def _configure_logging() -> None:
