@@ -12,6 +12,7 @@ import hashlib
 import logging
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,7 @@ from telegram.ext import (
     Defaults,
     InlineQueryHandler,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
@@ -50,6 +52,7 @@ from bot import telegram_state as state
 from bot.answer import Engine, open_engine, validate_question
 from bot.config import Settings, TelegramSettings
 from bot.errors import BadInputError, ProtestBotError
+from bot.index_reload import IndexReloader
 from bot.indexer import UpdateReport, describe_changes, update_from_settings
 from bot.models import Answer, Citation
 
@@ -279,8 +282,11 @@ class BotState:
     answers: state.AnswerStore = field(default_factory=state.AnswerStore)
     conversations: state.Conversations = field(default_factory=state.Conversations)
     reindex_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    reloader: IndexReloader = field(init=False)
+    checked_at: float = 0.0  # when the index folder was last checked for a newer version
 
     def __post_init__(self) -> None:
+        self.reloader = IndexReloader(self.settings.index)
         per_user, overall = self.tg.rate_limit_per_minute, self.tg.rate_limit_global_per_minute
         self.limiter = state.RateLimiter(per_user, overall)
         # Inline queries arrive as the user types, so they get a larger allowance of their own.
@@ -391,6 +397,9 @@ class Handlers:
     def install(self, app: Application) -> None:
         """Register every handler on the application."""
         new = filters.UpdateType.MESSAGE  # edited messages, channel posts and the rest are ignored
+        # Group -1 runs before the handlers of every update: an index written by `add` or
+        # `index update` is answered from without a restart or /reindex.
+        app.add_handler(TypeHandler(Update, self.reload_index), group=-1)
         private, groups = filters.ChatType.PRIVATE, filters.ChatType.GROUPS
         app.add_handler(CommandHandler("start", self.start, filters=new))
         app.add_handler(CommandHandler("help", self.help, filters=new))
@@ -408,6 +417,17 @@ class Handlers:
         app.add_handler(InlineQueryHandler(self.inline_query))
         app.add_handler(CallbackQueryHandler(self.button))
         app.add_error_handler(self.on_error)
+
+    async def reload_index(self, update: object, context: Context) -> None:
+        """Swap in a newer index when one was written, checking at most every `reload_seconds`."""
+        engine = self.state.engine
+        now = time.monotonic()
+        if engine is None or now - self.state.checked_at < self.state.settings.reload_seconds:
+            return
+        self.state.checked_at = now
+        fresh = await asyncio.to_thread(self.state.reloader.newer, engine)
+        if fresh is not None and self.state.engine is engine:  # not swapped by /reindex meanwhile
+            self.state.engine = fresh
 
     async def post_init(self, app: Application) -> None:
         """Once the token is accepted: load the engine (building the index if needed), publish commands."""
