@@ -80,7 +80,8 @@ def page_url(built: Settings, fake_embedder: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
+def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("SE_AVOID_STATS", "true")  # Selenium Manager, should it run, reports nothing
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
