@@ -148,10 +148,14 @@ async def _load(
 ) -> None:
     try:
         state.engine = await asyncio.to_thread(open_engine, state.settings)
-    except ProtestBotError as exc:
-        log.error("cannot start: %s", exc)
+    except Exception as exc:
+        if not isinstance(exc, ProtestBotError):
+            log.error("loading the engine failed", exc_info=exc)
+            exc = ProtestBotError(f"unexpected {type(exc).__name__} while loading: {exc}")
         if on_failure is not None:
-            on_failure(exc)
+            on_failure(exc)  # serve stops and prints it as its one error line
+        else:
+            log.error("cannot answer: %s", exc)
         return
     log.info("ready: answering from %d articles", len(state.engine.sources()))
 

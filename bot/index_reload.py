@@ -33,12 +33,14 @@ class IndexReloader:
 
         Blocking (it reads and checks every index file): run it in a thread.
         """
+        loaded = getattr(getattr(engine, "index", None), "folder", None)
+        if loaded is None:
+            return None  # not loaded from an index folder (an in-memory index): nothing to compare
         try:
             live = store.current_version(self.root).name
         except ProtestBotError as exc:
             return self._refuse(str(self.root / store.CURRENT), exc)
-        loaded = engine.index.folder.name if engine.index.folder is not None else None
-        if live in (loaded, self._refused):
+        if live in (loaded.name, self._refused):
             return None
         try:
             index = store.load(self.root, engine.embedder.name)

@@ -425,7 +425,11 @@ class Handlers:
         if engine is None or now - self.state.checked_at < self.state.settings.reload_seconds:
             return
         self.state.checked_at = now
-        fresh = await asyncio.to_thread(self.state.reloader.newer, engine)
+        try:
+            fresh = await asyncio.to_thread(self.state.reloader.newer, engine)
+        except Exception as exc:  # a failed check must never cost the update its answer
+            log.warning("checking for a newer index failed: %s: %s", type(exc).__name__, exc)
+            return
         if fresh is not None and self.state.engine is engine:  # not swapped by /reindex meanwhile
             self.state.engine = fresh
 

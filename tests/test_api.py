@@ -460,3 +460,15 @@ def test_serve_answers_from_a_newer_index_without_a_restart(
             assert time.monotonic() < deadline, "the new article was never answered"
             time.sleep(0.05)
         assert "zebra" in [s["id"] for s in client.get("/sources").json()["sources"]]
+
+
+def test_serve_with_a_damaged_index_stops_with_one_line_and_exit_3(built: Settings) -> None:
+    from tests.test_serve import free_port
+
+    (built.index / store.CURRENT).write_text("v-gone\n", encoding="utf-8")
+    base = ["--corpus", str(built.corpus), "--index", str(built.index), "--model", built.model]
+    result = CliRunner().invoke(cli_app, [*base, "serve", "--port", str(free_port())])
+    assert result.exit_code == 3, result.output
+    errors = [line for line in result.output.splitlines() if "v-gone" in line]
+    assert len(errors) == 1 and errors[0].startswith("error: ")
+    assert "run `protest-bot index build`" in errors[0] and "Traceback" not in result.output
