@@ -8,6 +8,7 @@ WARM_P50_SHIPPED = 1.5
 WARM_P99_SHIPPED = 3.0
 WARM_P50_LARGE = 2.0
 COLD_OVER_FLOOR_S = 0.5
+SERVED_S = 0.5
 STARTUP_S = 0.3
 BUILD_RATIO = 0.9
 INCREMENTAL_SHARE = 0.05
@@ -76,6 +77,12 @@ def table(results: dict[str, Any]) -> str:
         floor = cold.get("floor", {})
         row("**cold `ask`** s (median)", [_s(cold.get("sizes", {}).get(n, {}).get("median")) for n in names])
         row(f"  floor: load model s = {_s(floor.get('median'))}", [_delta(cold, n) for n in names])
+    served = results.get("served", {})
+    if served.get("n"):
+        row(
+            "**served `ask`** s (warm `serve`)",
+            [_s(served["median"]) if n == "shipped" else "–" for n in names],
+        )
     if build:
         row("**build** pipeline s (no model)", [_s(build.get(n, {}).get("pipeline_seconds")) for n in names])
         row(
@@ -215,6 +222,13 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 _le(delta, COLD_OVER_FLOOR_S),
             )
         )
+    served = results.get("served", {})
+    if served.get("n"):
+        torch = "imported" if served["imports_torch"] else "not imported"
+        beside = _s(cold.get("median")) if cold else "–"
+        measured = f"{served['median']:.2f} s (cold `ask` {beside} s), torch {torch}"
+        holds = served["median"] <= SERVED_S and not served["imports_torch"]
+        out.append((f"`ask --server` to a warm server ≤ {SERVED_S} s, no torch", measured, holds))
     for command, entry in results.get("startup", {}).items():
         measured = (
             f"{entry['median']:.2f} s, torch {'imported' if entry['imports_torch'] else 'not imported'}"

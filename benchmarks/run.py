@@ -4,6 +4,7 @@ Sections (each a method of `Bench`, each adding one entry to the results):
 
 - startup:     `--help`, `index status`, `sources` wall time, and whether they import torch
 - cold:        `protest-bot ask` in a new process vs. a process that only loads the model
+- served:      `protest-bot ask --server URL` against a warm `protest-bot serve`, beside the cold `ask`
 - warm:        questions in one process, split into stages, vs. the model's own `encode`
 - build:       `index build` with the real model vs. raw `encode` of the same passages;
                then the pipeline alone (vectors cached or derived) at every corpus size
@@ -311,6 +312,50 @@ class Bench:
             "floor": floor,
             "floor_failed": sum(r.returncode != 0 for r in floors),
             "sizes": sizes,
+        }
+
+    def served(self) -> None:
+        """`ask --server` to a warm `protest-bot serve` on the shipped corpus: the model is loaded once,
+        in the server, so each `ask` costs a small process and one request (the issue asks ≤ 0.5 s)."""
+        shipped = self.shipped()
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            "PROTEST_BOT_CORPUS": str(shipped.corpus),
+            "PROTEST_BOT_INDEX": str(shipped.index),
+        }
+        began = time.perf_counter()
+        server = subprocess.Popen(
+            [str(measure.VENV_BIN / "protest-bot"), "serve", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            ready = _wait_healthy(url, server, timeout=300)
+            ready_s = time.perf_counter() - began
+            argv = [str(measure.VENV_BIN / "protest-bot"), "ask", "--server", url, COLD_QUESTION]
+            run_process(argv)  # the server's first question pays one-off costs (page cache, BM25 warm-up)
+            asks = [run_process(argv) for _ in range(max(self.plan.startup_reps, 3))] if ready else []
+            traced = run_process([sys.executable, "-X", "importtime", "-m", "bot", *argv[1:]])
+        finally:
+            server.terminate()
+            server.wait(60)
+        imported = {
+            line.rsplit("|", 1)[-1].strip().split(".")[0]
+            for line in traced.stderr.splitlines()
+            if line.startswith("import time:")
+        }
+        if not ready or any(r.returncode for r in asks):
+            self.note("served ask failed: the server did not become healthy or a question failed")
+        self.results["served"] = {
+            "server_ready_s": round(ready_s, 2) if ready else None,
+            **summary([r.seconds for r in asks if r.returncode == 0]),
+            "exit_codes": sorted({r.returncode for r in asks}),
+            "imports_torch": "torch" in imported,
+            "imports_sentence_transformers": "sentence_transformers" in imported,
         }
 
     def warm(self) -> None:
@@ -755,6 +800,31 @@ def _use_ivf(index: Any) -> None:
     index.manifest.dense, index.manifest.search = settings, settings.kind
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_healthy(url: str, server: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Poll /healthz until it is 200 (True), the server exits or the time is up (False)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    return False
+
+
 def _timed(function: Callable[[], Any]) -> float:
     began = time.perf_counter()
     function()
@@ -925,7 +995,7 @@ def _git_commit() -> str | None:
         return None
 
 
-SECTIONS = ("build", "pipeline", "startup", "cold", "warm", "incremental", "memory", "ann")
+SECTIONS = ("build", "pipeline", "startup", "cold", "served", "warm", "incremental", "memory", "ann")
 
 
 def run(plan: Plan, cache_dir: Path, sections: tuple[str, ...] = SECTIONS, fresh: bool = False,
@@ -937,6 +1007,7 @@ def run(plan: Plan, cache_dir: Path, sections: tuple[str, ...] = SECTIONS, fresh
         "pipeline": bench.pipeline_curve,
         "startup": bench.startup,
         "cold": bench.cold,
+        "served": bench.served,
         "warm": bench.warm,
         "incremental": bench.incremental,
         "memory": bench.memory,

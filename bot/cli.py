@@ -3,6 +3,7 @@ renders, prints. Errors become one line on stderr and a non-zero exit code, neve
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import json
@@ -145,6 +146,64 @@ def _engine(ctx: typer.Context):  # type: ignore[no-untyped-def]
 TopK = Annotated[
     int, typer.Option("-k", "--top-k", min=1, max=20, metavar="N", help="How many citations at most.")
 ]
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="PROTEST_BOT_SERVER",
+        help="Ask a running `protest-bot serve` at this URL (no model load); without one, answer here.",
+    ),
+]
+
+
+def _client(server: str | None):  # type: ignore[no-untyped-def]
+    """A client of the server at `server`, or None to answer in-process."""
+    if not server:
+        return None
+    from bot.api_client import ApiClient
+    from bot.config import ServeSettings
+
+    token = ServeSettings().api_token
+    return ApiClient(server, token.get_secret_value() if token else None)
+
+
+def _unreachable() -> type[Exception]:
+    from bot.api_client import ServerUnreachable
+
+    return ServerUnreachable
+
+
+def _ask_server(client, question: str, k: int, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    """`ask` through the server: the same output, the model already loaded there."""
+    from bot.api_client import answer_from_dict
+    from bot.render import answer_markup
+
+    if as_json and question == "-":
+        _ask_stream_server(client, k)
+        return
+    data = client.ask(question, k)
+    if as_json:
+        out.print(json.dumps(data, ensure_ascii=False), markup=False)
+    else:
+        out.print(answer_markup(answer_from_dict(data)))
+
+
+def _ask_stream_server(client, k: int) -> None:  # type: ignore[no-untyped-def]
+    client.check()  # unreachable: answer in-process before any line is read
+    failures = 0
+    _tolerant_stdin()
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = client.ask(line, k)
+        except BadInputError as exc:
+            err.print(f"error: line {number}: {exc}", markup=False)
+            failures += 1
+            continue
+        out.print(json.dumps(data, ensure_ascii=False), markup=False)
+    if failures:
+        raise typer.Exit(2)
 
 
 @app.command(cls=PlainHelp)
@@ -159,10 +218,22 @@ def ask(
     ],
     k: TopK = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as one JSON object.")] = False,
+    server: ServerOption = None,
 ) -> None:
     """Answer one question with quoted, cited passages."""
+    from bot.render import answer_markup
+
+    client = _client(server)
+    if client is not None:
+        try:
+            _ask_server(client, question, k, as_json)
+            return
+        except _unreachable() as exc:
+            _notify(f"{exc}: answering here")
+        finally:
+            client.close()
     from bot.answer import validate_question
-    from bot.render import answer_dict, answer_markup
+    from bot.render import answer_dict
 
     if as_json and question == "-":
         _ask_stream(ctx, k)
@@ -205,11 +276,21 @@ def _tolerant_stdin() -> None:
 
 @app.command(cls=PlainHelp)
 @handles_errors
-def chat(ctx: typer.Context, k: TopK = 3) -> None:
+def chat(ctx: typer.Context, k: TopK = 3, server: ServerOption = None) -> None:
     """Ask questions one after another (type exit, or press Ctrl-D, to quit)."""
     from bot.render import answer_markup
 
-    engine = _engine(ctx)
+    client = _client(server)
+    if client is not None:
+        try:
+            client.check()
+            ask = _server_chat(client, k)
+        except _unreachable() as exc:
+            _notify(f"{exc}: answering here")
+            client = None
+    if client is None:
+        engine = _engine(ctx)
+        ask = functools.partial(engine.answer, k=k)
     _tolerant_stdin()
     previous = None  # the last answer, so "how many signed it?" is read with the question before
     # Like `python -i` and sqlite3: the banner and the prompt are for a person at a terminal. Piped
@@ -231,7 +312,7 @@ def chat(ctx: typer.Context, k: TopK = 3) -> None:
         if not question.strip():
             continue
         try:
-            previous = engine.answer(question, k, previous=previous)
+            previous = ask(question, previous=previous)
             out.print(answer_markup(previous) if interactive else answer_markup(previous) + "\n")
         except BadInputError as exc:
             err.print(f"error: {exc}", markup=False)
@@ -239,6 +320,22 @@ def chat(ctx: typer.Context, k: TopK = 3) -> None:
 
 def _stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
+
+
+def _server_chat(client, k: int):  # type: ignore[no-untyped-def]
+    """chat's question → answer through the server, follow-ups included."""
+    from bot.api_client import answer_from_dict
+    from bot.followup import resolve_followup
+
+    def ask(question: str, previous):  # type: ignore[no-untyped-def]
+        earlier = {"question": previous.question, "query": previous.query} if previous else None
+        answer = answer_from_dict(client.ask(question, k, earlier))
+        # The server searched the question with the one before when it follows it; keeping that
+        # text here lets a follow-up of a follow-up be read as it would be in-process.
+        query = resolve_followup(answer.question, previous.query if previous else None)
+        return dataclasses.replace(answer, query=query)
+
+    return ask
 
 
 @app.command(cls=PlainHelp)
@@ -310,27 +407,10 @@ def index_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
 ) -> None:
     """Articles, passages, model, and whether the corpus changed since the build (exit 1 when stale)."""
-    from bot import store
-    from bot.indexer import freshness
+    from bot.status import index_status as read_status
 
-    settings: Settings = ctx.obj
-    manifest = store.verify(settings.index)  # a damaged index is exit 3 here too, not only at `ask`
-    fresh = freshness(settings.corpus, manifest)
-    status = {
-        "index": str(settings.index),
-        "model": manifest.model,
-        "dimension": manifest.dimension,
-        "articles": len(manifest.articles),
-        "passages": manifest.passages,
-        "search": manifest.search,
-        "chunk_tokens": manifest.chunk_tokens,
-        "chunk_overlap": manifest.chunk_overlap,
-        "built_at": manifest.built_at,
-        "stale": fresh.stale,
-        "added": list(fresh.added),
-        "changed": list(fresh.changed),
-        "removed": list(fresh.removed),
-    }
+    # A damaged index is exit 3 here too, not only at `ask`: every file's size and SHA-256 is checked.
+    status = read_status(ctx.obj, verify=True)
     if as_json:
         out.print(json.dumps(status), markup=False)
     else:
@@ -340,9 +420,9 @@ def index_status(
                     out.print(f"{key:>14}: {', '.join(value)}", markup=False)
                 continue
             out.print(f"{key:>14}: {value}", markup=False)
-        if fresh.stale:
+        if status["stale"]:
             out.print("The corpus changed since the build: run `protest-bot index update`.", markup=False)
-    if fresh.stale:
+    if status["stale"]:
         raise typer.Exit(1)
 
 
@@ -411,6 +491,39 @@ def telegram(
     options = {"api_base_url": api_base_url, "webhook_url": webhook_url, "webhook_listen": webhook_listen}
     tg = telegram_settings(**options, webhook_port=webhook_port, rate_limit_per_minute=rate_limit)
     run(ctx.obj, tg)
+
+
+@app.command(cls=PlainHelp)
+@handles_errors
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Address to bind; anything but loopback needs PROTEST_BOT_API_TOKEN.",
+            envvar="PROTEST_BOT_HOST",
+            show_default="127.0.0.1",
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port to bind.", envvar="PROTEST_BOT_PORT", show_default="8000", min=0, max=65535),
+    ] = None,
+) -> None:
+    """Serve the HTTP API and web page: /ask, /sources, /status, /healthz, /docs, and / in a browser."""
+    from pydantic import ValidationError
+
+    from bot.config import ServeSettings
+    from bot.serve import run
+
+    options = {"host": host, "port": port}
+    try:
+        serve_settings = ServeSettings(**{k: v for k, v in options.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise BadInputError(f"invalid setting {where}: {first['msg']}") from None
+    run(ctx.obj, serve_settings)
 
 
 @app.command("eval", cls=PlainHelp)

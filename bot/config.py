@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=64, ge=1, le=1024)
     # Above this many passages the store switches from exact to approximate (HNSW) search.
     exact_search_limit: int = Field(default=200_000, ge=1)
+    # How often a running server or bot checks for a newer index (written by `add` or `index update`).
+    reload_seconds: float = Field(default=2.0, gt=0, le=3600)
 
     @field_validator("model")
     @classmethod
@@ -78,3 +80,36 @@ def canonical_model_name(model: str) -> str:
     if model == DEFAULT_MODEL.split("/", 1)[1]:
         return DEFAULT_MODEL
     return model
+
+
+class ServeSettings(BaseSettings):
+    """HTTP API settings (`protest-bot serve`). The token is a SecretStr so it never prints by accident."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PROTEST_BOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    # Required for a bind other than loopback; sent by clients as `Authorization: Bearer …`.
+    api_token: SecretStr | None = None
+    # Questions per client address per minute (a burst of that many, then evenly refilled).
+    api_rate_limit_per_minute: int = Field(default=60, ge=1)
+    # Engine calls at once. One: a single question's encode already uses every core (torch's
+    # threads), so two at once on a 2-core machine only make both slower.
+    api_concurrency: int = Field(default=1, ge=1, le=64)
+    # Origins allowed to call the API from a browser page of their own; none unless listed.
+    # NoDecode: the environment gives "https://a.example,https://b.example", not JSON.
+    api_cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("api_cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value

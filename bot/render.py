@@ -36,11 +36,11 @@ def _citation_dict(citation: Citation) -> dict[str, Any]:
         "passage": citation.passage,
         "quote": citation.quote,
         "score": citation.score,
-        "sources": [_source_dict(s) for s in citation.sources],
+        "sources": [source_dict(s) for s in citation.sources],
     }
 
 
-def _source_dict(source: Source) -> dict[str, Any]:
+def source_dict(source: Source) -> dict[str, Any]:
     return {
         "id": source.id,
         "title": source.title,

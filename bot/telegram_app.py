@@ -12,6 +12,7 @@ import hashlib
 import logging
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,7 @@ from telegram.ext import (
     Defaults,
     InlineQueryHandler,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
@@ -50,6 +52,7 @@ from bot import telegram_state as state
 from bot.answer import Engine, open_engine, validate_question
 from bot.config import Settings, TelegramSettings
 from bot.errors import BadInputError, ProtestBotError
+from bot.index_reload import IndexReloader
 from bot.indexer import UpdateReport, describe_changes, update_from_settings
 from bot.models import Answer, Citation
 
@@ -298,8 +301,11 @@ class BotState:
     answers: state.AnswerStore = field(default_factory=state.AnswerStore)
     conversations: state.Conversations = field(default_factory=state.Conversations)
     reindex_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    reloader: IndexReloader = field(init=False)
+    checked_at: float = 0.0  # when the index folder was last checked for a newer version
 
     def __post_init__(self) -> None:
+        self.reloader = IndexReloader(self.settings.index)
         per_user, overall = self.tg.rate_limit_per_minute, self.tg.rate_limit_global_per_minute
         self.limiter = state.RateLimiter(per_user, overall)
         # Inline queries arrive as the user types, so they get a larger allowance of their own.
@@ -410,6 +416,9 @@ class Handlers:
     def install(self, app: Application) -> None:
         """Register every handler on the application."""
         new = filters.UpdateType.MESSAGE  # edited messages, channel posts and the rest are ignored
+        # Group -1 runs before the handlers of every update: an index written by `add` or
+        # `index update` is answered from without a restart or /reindex.
+        app.add_handler(TypeHandler(Update, self.reload_index), group=-1)
         private, groups = filters.ChatType.PRIVATE, filters.ChatType.GROUPS
         app.add_handler(CommandHandler("start", self.start, filters=new))
         app.add_handler(CommandHandler("help", self.help, filters=new))
@@ -427,6 +436,21 @@ class Handlers:
         app.add_handler(InlineQueryHandler(self.inline_query))
         app.add_handler(CallbackQueryHandler(self.button))
         app.add_error_handler(self.on_error)
+
+    async def reload_index(self, update: object, context: Context) -> None:
+        """Swap in a newer index when one was written, checking at most every `reload_seconds`."""
+        engine = self.state.engine
+        now = time.monotonic()
+        if engine is None or now - self.state.checked_at < self.state.settings.reload_seconds:
+            return
+        self.state.checked_at = now
+        try:
+            fresh = await asyncio.to_thread(self.state.reloader.newer, engine)
+        except Exception as exc:  # a failed check must never cost the update its answer
+            log.warning("checking for a newer index failed: %s: %s", type(exc).__name__, exc)
+            return
+        if fresh is not None and self.state.engine is engine:  # not swapped by /reindex meanwhile
+            self.state.engine = fresh
 
     async def post_init(self, app: Application) -> None:
         """Once the token is accepted: load the engine (building the index if needed), publish commands."""
@@ -529,8 +553,8 @@ class Handlers:
         shown = self.state.answers.get(key)
         assert shown is not None
         page, notes = shown.next_page(self.page)
-        heading = "\n".join(part for part in (heading, render.headline_html(answer)) if part)
-        await self.send_citations(message, page, key, shown.more, quote, heading, notes)
+        chunks = render.first_page_messages(answer, list(page), heading, list(notes))
+        await self.send_chunks(message, chunks, key, shown.more, quote)
 
     async def send_citations(
         self,
@@ -544,6 +568,12 @@ class Handlers:
     ) -> None:
         """Citations in as many messages as needed; the buttons go under the last one."""
         chunks = render.answer_messages(list(citations), heading, list(notes))
+        await self.send_chunks(message, chunks, key, more, quote)
+
+    async def send_chunks(
+        self, message: Message, chunks: list[str], key: str, more: bool, quote: bool | None
+    ) -> None:
+        """Messages in order, replying to `message`; the buttons go under the last one."""
         for n, chunk in enumerate(chunks):
             last = n == len(chunks) - 1
             await message.reply_html(

@@ -118,6 +118,14 @@ def answer_messages(
     return pack(blocks)
 
 
+def first_page_messages(
+    answer: Answer, citations: Sequence[Citation], heading: str | None = None, notes: Sequence[str] = ()
+) -> list[str]:
+    """An answer's first page: the answer itself first (`headline_html`), then its citations."""
+    heading = "\n".join(part for part in (heading, headline_html(answer)) if part)
+    return answer_messages(citations, heading, notes)
+
+
 def headline_html(answer: Answer, limit: int = 600) -> str:
     """The answer first, in the source's own words: the first quote, its answering words in bold."""
     before, bold, after = headline_parts(answer)

@@ -71,7 +71,7 @@ def _bot_reply(engine: Engine, question: str, settings: Settings) -> tuple[list[
     shown = store.get(store.add(answer))
     assert shown is not None
     page, notes = shown.next_page(page_size)
-    return render.answer_messages(page, None, notes), True
+    return render.first_page_messages(answer, page, None, notes), True
 
 
 def _reply_lines(messages: list[str]) -> list[str]:

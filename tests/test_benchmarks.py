@@ -40,7 +40,7 @@ def test_summary_and_ratio() -> None:
 
 @pytest.mark.model
 def test_smoke_run_produces_every_in_process_section_and_a_table(tmp_path: Path) -> None:
-    sections = ("build", "pipeline", "startup", "warm", "incremental", "ann")
+    sections = ("build", "pipeline", "startup", "served", "warm", "incremental", "ann")
     results = run(PLANS["smoke"], tmp_path / "cache", sections, work_dir=tmp_path / "work")
     assert set(sections) - {"pipeline"} <= set(results)
     json.dumps(results)  # the results file is plain JSON
@@ -53,6 +53,9 @@ def test_smoke_run_produces_every_in_process_section_and_a_table(tmp_path: Path)
     assert 0 < update["texts_embedded"] < results["build"]["sizes"]["syn-2"]["texts_embedded"]
     assert results["ann"]["syn-2"]["float16 exact"]["recall_at_10"] > 0.9
     assert not any(entry["imports_torch"] for entry in results["startup"].values())
+    served = results["served"]
+    assert served["n"] >= 3 and served["exit_codes"] == [0] and served["server_ready_s"] > 0
+    assert not served["imports_torch"] and not served["imports_sentence_transformers"]
     text = report.render(results)
-    assert "warm question" in text and "| target |" in text
+    assert "warm question" in text and "| target |" in text and "`ask --server` to a warm server" in text
     assert not (tmp_path / "work").exists()  # the run cleans up after itself

@@ -483,7 +483,7 @@ def compose() -> dict:  # type: ignore[type-arg]
 
 def test_compose_has_polling_and_webhook_variants_with_the_token_from_an_env_file() -> None:
     services = compose()["services"]
-    assert set(services) == {"polling", "webhook"}
+    assert set(services) == {"polling", "webhook", "serve"}
     for name, service in services.items():
         # One profile each, so `up` never starts both: a token is either polled or has a webhook.
         assert service["profiles"] == [name]
@@ -499,6 +499,18 @@ def test_compose_has_polling_and_webhook_variants_with_the_token_from_an_env_fil
     assert "ports" not in services["polling"]
 
 
+def test_compose_serve_publishes_the_api_on_loopback_and_checks_healthz() -> None:
+    serve = compose()["services"]["serve"]
+    assert serve["command"][:3] == ["serve", "--host", "0.0.0.0"]
+    port = serve["command"][serve["command"].index("--port") + 1]
+    assert serve["ports"] == [f"127.0.0.1:{port}:{port}"]
+    check = serve["healthcheck"]["test"]
+    assert check[0] == "CMD" and f"http://127.0.0.1:{port}/healthz" in check[-1]
+    # The container binds beyond loopback, which serve allows only with a token from .env.
+    assert "PROTEST_BOT_API_TOKEN" not in serve.get("environment", {})
+    assert "PROTEST_BOT_API_TOKEN" in ENV_EXAMPLE.read_text()
+
+
 def test_compose_file_validates(tmp_path: Path) -> None:
     if shutil.which("docker-compose"):
         command = ["docker-compose"]
@@ -507,7 +519,7 @@ def test_compose_file_validates(tmp_path: Path) -> None:
     else:
         pytest.skip("neither docker-compose nor the docker compose plugin is installed")
     (tmp_path / ".env").write_text("TELEGRAM_BOT_TOKEN=123:fake\n")
-    for profile in ("polling", "webhook"):
+    for profile in ("polling", "webhook", "serve"):
         result = subprocess.run(
             [
                 *command,
@@ -580,6 +592,7 @@ def test_docker_docs_match_the_dockerfile(name: str, text: str) -> None:
     for command in re.findall(r"docker run [^\n]*?protest-bot (\w+)", text):
         assert command in commands, f"{name} runs `protest-bot {command}`, which is no command"
     assert "docker compose --profile polling up" in text and "docker compose --profile webhook up" in text
+    assert "docker compose --profile serve up" in text and "/healthz" in text
     assert final["EXPOSE"] in text, f"{name} does not say the webhook port {final['EXPOSE']}"
 
 

@@ -580,6 +580,39 @@ def test_reindex_is_for_admins_and_swaps_the_index_in(
     assert api.rejected() == []
 
 
+def test_an_index_written_while_the_bot_runs_is_answered_from_without_reindex(
+    api: FakeBotApi, start_bot: Callable[..., BotThread], built: Settings, fake_embedder: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    from bot.indexer import update_from_settings
+    from tests.test_api import corrupt_new_version
+
+    # Every update checks the folder (no fixed waits): the check itself is one small file read.
+    settings = built.model_copy(update={"reload_seconds": 1e-9})
+    start_bot(settings=settings, engine=open_engine(settings))
+    question = "Did a spokesperson comment on the walkout?"
+
+    def ask() -> str:
+        mark = api.mark()
+        api.send_text(question)
+        (reply,) = reply_to(api, PRIVATE, mark)
+        return squash(reply.result["text"])
+
+    assert "declined to comment on the walkout" not in ask()
+    (settings.corpus / "005_walkout.md").write_text(NEW_ARTICLE, encoding="utf-8")
+    update_from_settings(settings, fake_embedder)  # what `protest-bot add` does, in another process
+    deadline = time.monotonic() + 30
+    while "declined to comment on the walkout" not in (text := ask()):
+        assert time.monotonic() < deadline, f"the new article was never answered: {text}"
+    caplog.set_level(logging.WARNING, logger="bot.index_reload")
+    corrupt_new_version(settings.index)
+    for _ in range(3):  # each question checks again: the broken version is reported once
+        assert "declined to comment on the walkout" in ask()
+    warnings = [r for r in caplog.records if r.name == "bot.index_reload" and r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "still answering from the old one" in warnings[0].getMessage()
+    assert api.rejected() == []
+
+
 # --- webhook mode -------------------------------------------------------------------------------
 
 
