@@ -96,6 +96,12 @@ class Engine:
     def reader(self, model: ReaderModel) -> None:
         self._reader = model
 
+    def with_index(self, index: store.Index) -> Engine:
+        """The same engine over another index (a reload): model, weights, reader and word cache kept."""
+        engine = Engine(index, self.embedder, self.weights, self._reader)
+        engine.words = self.words
+        return engine
+
     def sources(self) -> list[Source]:
         """Every article in the index, as a citation source, in id order."""
         return [record.source() for _, record in sorted(self.index.manifest.articles.items())]

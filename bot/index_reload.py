@@ -53,7 +53,7 @@ class IndexReloader:
             len(index.manifest.articles),
             index.manifest.passages,
         )
-        return Engine(index, engine.embedder, engine.weights, engine.abstention)
+        return engine.with_index(index)
 
     def _refuse(self, version: str, exc: ProtestBotError) -> None:
         if version != self._refused:
