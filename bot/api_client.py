@@ -130,4 +130,5 @@ def _source(data: dict[str, Any]) -> Source:
         date=data["date"],
         url=data["url"],
         path=data["path"],
+        label=data.get("label") or "",
     )

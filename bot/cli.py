@@ -151,6 +151,7 @@ ServerOption = Annotated[
     typer.Option(
         "--server",
         envvar="PROTEST_BOT_SERVER",
+        metavar="URL",
         help="Ask a running `protest-bot serve` at this URL (no model load); without one, answer here.",
     ),
 ]
@@ -502,12 +503,20 @@ def serve(
         typer.Option(
             help="Address to bind; anything but loopback needs PROTEST_BOT_API_TOKEN.",
             envvar="PROTEST_BOT_HOST",
+            metavar="ADDRESS",
             show_default="127.0.0.1",
         ),
     ] = None,
     port: Annotated[
         int | None,
-        typer.Option(help="Port to bind.", envvar="PROTEST_BOT_PORT", show_default="8000", min=0, max=65535),
+        typer.Option(
+            help="Port to bind.",
+            envvar="PROTEST_BOT_PORT",
+            show_default="8000",
+            min=0,
+            max=65535,
+            metavar="PORT",
+        ),
     ] = None,
 ) -> None:
     """Serve the HTTP API and web page: /ask, /sources, /status, /healthz, /docs, and / in a browser."""

@@ -14,10 +14,10 @@ evidence strings (our sets) or lies in the gold paragraph and holds a gold answe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import logging
-import pickle
 import sys
 import tempfile
 from collections.abc import Callable
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bot.answer_type import Wanted
 from bot.evaluate import (
     FileSpans,
     normalize,
@@ -39,12 +40,14 @@ from bot.reader import (
     DECISION_FEATURES,
     FEATURES,
     WEIGHTS_FILE,
+    FocusTerm,
     Logistic,
     ReaderModel,
     answer_span,
     decision_features,
     focus_weight,
 )
+from bot.reader import Question as ReaderQuestion
 
 log = logging.getLogger("bot.fit_reader")
 
@@ -387,6 +390,45 @@ def ablation(fit_cases: list[Case], test_cases: list[Case]) -> str:
     return "\n".join(lines)
 
 
+def case_to_json(case: Case) -> dict[str, object]:
+    """A case as plain JSON (the --cache file), its reader question included."""
+    data = dataclasses.asdict(case)
+    data["question"]["wanted"] = case.question.wanted.value  # type: ignore[union-attr]
+    return data
+
+
+def case_from_json(data: dict) -> Case:  # type: ignore[type-arg]
+    q = data["question"]
+    question = ReaderQuestion(
+        text=q["text"],
+        wanted=Wanted(q["wanted"]),
+        focus=tuple(FocusTerm(**t) for t in q["focus"]),
+        absent=q["absent"],
+        subject=q["subject"],
+    )
+    tuples = {
+        "rows": [tuple(r) for r in data["rows"]],
+        "answers": tuple(data["answers"]),
+        "near": tuple(data["near"]),
+    }
+    return Case(**{**data, **tuples, "question": question})
+
+
+def reproducing_command(argv: list[str]) -> str:
+    """The command line that fits the same numbers: --cache and --ablation change no number."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--cache", "--ablation"):
+            skip = True
+            continue
+        if not arg.startswith(("--cache=", "--ablation=")):
+            kept.append(arg)
+    return " ".join(["python -m bot.fit_reader", *kept])
+
+
 def logistic_dict(model: Logistic) -> dict[str, object]:
     return {
         "features": list(model.features),
@@ -436,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(".squad-index") / "reduced-first",
         help="where the SQuAD copy is indexed (kept)",
     )
-    parser.add_argument("--cache", type=Path, default=None, help="keep the collected features here (pickle)")
+    parser.add_argument("--cache", type=Path, default=None, help="keep the collected features here (JSON)")
     parser.add_argument(
         "--ablation", type=Path, default=None, help="also print each signal's effect on this question set"
     )
@@ -445,11 +487,11 @@ def main(argv: list[str] | None = None) -> int:
 
     progress: Callable[[str], None] = log.info
     if args.cache and args.cache.exists():
-        cases = pickle.loads(args.cache.read_bytes())  # our own file, written below
+        cases = [case_from_json(item) for item in json.loads(args.cache.read_text(encoding="utf-8"))]
     else:
         cases = collect_all(args, progress)
         if args.cache:
-            args.cache.write_bytes(pickle.dumps(cases))
+            args.cache.write_text(json.dumps([case_to_json(c) for c in cases]), encoding="utf-8")
     model = fit_model(cases)
     _, mrr = choose_rank_weight(model.sentence, cases)
     span_bars, span_shown, span_f1 = choose_span_thresholds(model.sentence, cases, model.rank_weight)
@@ -464,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         "span_thresholds": span_bars,
         "rank_weight": rank_weight,
         "fitted": {
-            "command": "python -m bot.fit_reader " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command": reproducing_command(argv if argv is not None else sys.argv[1:]),
             "date": datetime.date.today().isoformat(),
             "our_questions": sum(c.source == "ours" for c in cases),
             "squad_questions": sum(c.source == "squad" for c in cases),

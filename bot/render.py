@@ -48,6 +48,7 @@ def source_dict(source: Source) -> dict[str, Any]:
         "date": source.date,
         "url": source.url,
         "path": source.path,
+        "label": source.title or source.label or source.id,
     }
 
 

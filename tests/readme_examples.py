@@ -28,7 +28,7 @@ from tests.conftest import ROOT, copy_corpus
 
 README = ROOT / "README.md"
 ASK_ARGS = ("ask", "-k", "1", "What does Palantir run on?")
-JSON_ARGS = ("ask", "--json", "-k", "1", "Who wrote to Jeff Bezos?")
+JSON_ARGS = ("ask", "--json", "-k", "1", "How many Amazon employees signed the letter?")
 PRIVATE_QUESTIONS = ("Who wrote to Jeff Bezos?", "What is the best pizza in Naples?")
 GROUP_QUESTION = "What does Palantir run on?"
 WIDTH = 100

@@ -56,7 +56,8 @@ def test_ask_json_follows_the_contract(real_settings: Settings) -> None:
         assert isinstance(citation["score"], float)
         assert squash(citation["quote"]) in squash(citation["passage"])
         for source in citation["sources"]:
-            assert set(source) == {"id", "title", "outlet", "date", "url", "path"}
+            assert set(source) == {"id", "title", "outlet", "date", "url", "path", "label"}
+            assert source["label"] and (not source["title"] or source["label"] == source["title"])
             assert isinstance(source["title"], str)
             assert squash(citation["quote"]) in squash(Path(source["path"]).read_text(encoding="utf-8"))
     assert any("Bezos" in c["quote"] for c in data["citations"])
@@ -355,8 +356,8 @@ def test_piped_chat_prints_answers_without_prompts(built: Settings) -> None:
     assert result.exit_code == 0, result.output
     assert "Ask about" not in result.stdout
     assert not [line for line in result.stdout.splitlines() if line.startswith("?")]
-    assert result.stdout.startswith("[1] ")
-    assert result.stdout.count("\n[1] ") == 1  # the second answer, after a blank line
+    assert result.stdout.startswith("“")  # the first answer's first line: its answer, quoted
+    assert result.stdout.count("\n[1] ") == 2  # each answer's first citation, after a blank line
 
 
 def test_chat_at_a_terminal_shows_the_banner_and_prompts(

@@ -160,7 +160,7 @@ def test_chat_through_the_server_reads_follow_ups_as_in_process(served: tuple[Se
     local = in_process(settings, "chat", stdin=CHAT)
     assert remote.returncode == local.exit_code == 0, remote.stderr
     assert remote.stdout == local.stdout
-    assert remote.stdout.count("[1]") == 3
+    assert remote.stdout.count("” [1]") == 3  # three answers, each opening with its answer line
 
 
 def test_ask_json_stream_through_the_server(served: tuple[Settings, str]) -> None:
