@@ -284,18 +284,9 @@ def evaluate_squad(
     """
     ranks, answer_hits = [], []
     for q in questions:
-        results = retrieve(q.question)[:10]
-        rank = next(
-            (
-                i
-                for i, (name, s, e, _) in enumerate(results, 1)
-                if name == q.article and s < q.end and e > q.start
-            ),
-            None,
-        )
+        rank, answer_hit = _squad_hits(q, retrieve(q.question)[:10])
         ranks.append(rank)
-        wanted = [a.lower() for a in q.answers]
-        answer_hits.append(any(w in text.lower() for _, _, _, text in results[:5] for w in wanted))
+        answer_hits.append(answer_hit)
     n = len(questions) or 1
     return SquadReport(
         questions=len(questions),
@@ -307,6 +298,21 @@ def evaluate_squad(
         mrr_at_10=sum(1 / r for r in ranks if r) / n,
         answer_recall_at_5=sum(answer_hits) / n,
     )
+
+
+def _squad_hits(q: SquadQuestion, results: list[tuple[str, int, int, str]]) -> tuple[int | None, bool]:
+    """The rank of the first result overlapping the gold paragraph, and whether a gold answer is
+    written in the top 5 (results: article file name, file start, file end, passage text)."""
+    rank = next(
+        (
+            i
+            for i, (name, s, e, _) in enumerate(results, 1)
+            if name == q.article and s < q.end and e > q.start
+        ),
+        None,
+    )
+    wanted = [a.lower() for a in q.answers]
+    return rank, any(w in text.lower() for *_, text in results[:5] for w in wanted)
 
 
 def evaluate_squad_engine(engine, questions: list[SquadQuestion]) -> SquadReport:  # type: ignore[no-untyped-def]
@@ -442,17 +448,9 @@ def evaluate_unanswerable(engine, cases: list[SquadCase], half: str) -> Unanswer
             (Path(paths[h.passage.article_id]).name, *_file_span(spans, paths, h), h.passage.text)
             for h in engine.retrieve(q.question, 10)
         ]
-        rank = next(
-            (
-                i
-                for i, (name, s, e, _) in enumerate(found, 1)
-                if name == q.article and s < q.end and e > q.start
-            ),
-            None,
-        )
+        rank, answer_hit = _squad_hits(q, found)
         ranks.append(rank)
-        wanted = [a.lower() for a in q.answers]
-        answer_hits.append(any(w in text.lower() for *_, text in found[:5] for w in wanted))
+        answer_hits.append(answer_hit)
         answer = engine.answer(q.question, 3)
         declined += answer.abstained
         if answer.answer_span is not None:
