@@ -35,7 +35,7 @@ from bot.index_reload import IndexReloader, keep_current
 from bot.models import Answer
 from bot.render import answer_dict, source_dict
 from bot.status import index_status
-from bot.telegram_state import RateLimiter
+from bot.telegram.state import RateLimiter
 
 log = logging.getLogger(__name__)
 

@@ -486,10 +486,11 @@ def telegram(
     ] = None,
 ) -> None:
     """Run the Telegram bot (token from TELEGRAM_BOT_TOKEN, secrets from the environment or .env)."""
-    from bot.telegram_app import run, telegram_settings
+    from bot.config import load_telegram_settings
+    from bot.telegram.app import run
 
     options = {"api_base_url": api_base_url, "webhook_url": webhook_url, "webhook_listen": webhook_listen}
-    tg = telegram_settings(**options, webhook_port=webhook_port, rate_limit_per_minute=rate_limit)
+    tg = load_telegram_settings(**options, webhook_port=webhook_port, rate_limit_per_minute=rate_limit)
     run(ctx.obj, tg)
 
 

@@ -30,7 +30,7 @@ from aiohttp import web
 
 from bot.answer import Engine, open_engine
 from bot.config import Settings, TelegramSettings
-from bot.telegram_app import build_application, webhook_options
+from bot.telegram.app import build_application, webhook_options
 from tests.crash_runner import command
 from tests.fake_bot_api import (
     ADMIN,

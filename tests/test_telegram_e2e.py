@@ -18,8 +18,9 @@ import pytest
 
 from bot.answer import Engine, open_engine
 from bot.config import Settings, TelegramSettings
-from bot.telegram_app import EXAMPLES, build_application, webhook_options
-from bot.telegram_state import Shown
+from bot.telegram.app import build_application, webhook_options
+from bot.telegram.chat import EXAMPLES
+from bot.telegram.state import Shown
 from tests.fake_bot_api import (
     ADMIN,
     ADMIN_PRIVATE,
@@ -478,7 +479,7 @@ def test_a_failing_handler_is_logged_and_the_user_told(
     api.send_text(PALANTIR)
     (told,) = api.wait_for("sendMessage", lambda c: c.ok, since=mark)
     assert "something went wrong" in told.result["text"]
-    failures = [r for r in caplog.records if r.name == "bot.telegram_app" and r.levelno == logging.ERROR]
+    failures = [r for r in caplog.records if r.name == "bot.telegram.handlers" and r.levelno == logging.ERROR]
     assert failures and failures[0].exc_info is not None
     assert "Traceback" not in told.result["text"]
     assert api.rejected() == []
