@@ -151,6 +151,7 @@ ServerOption = Annotated[
     typer.Option(
         "--server",
         envvar="PROTEST_BOT_SERVER",
+        metavar="URL",
         help="Ask a running `protest-bot serve` at this URL (no model load); without one, answer here.",
     ),
 ]
@@ -504,11 +505,19 @@ def serve(
             help="Address to bind; anything but loopback needs PROTEST_BOT_API_TOKEN.",
             envvar="PROTEST_BOT_HOST",
             show_default="127.0.0.1",
+            metavar="HOST",
         ),
     ] = None,
     port: Annotated[
         int | None,
-        typer.Option(help="Port to bind.", envvar="PROTEST_BOT_PORT", show_default="8000", min=0, max=65535),
+        typer.Option(
+            help="Port to bind.",
+            envvar="PROTEST_BOT_PORT",
+            show_default="8000",
+            min=0,
+            max=65535,
+            metavar="PORT",
+        ),
     ] = None,
 ) -> None:
     """Serve the HTTP API and web page: /ask, /sources, /status, /healthz, /docs, and / in a browser."""
@@ -563,7 +572,8 @@ def evaluate_command(
     half: Annotated[
         str,
         typer.Option(
-            help="With --squad: the kit's articles by file name: first (fit), second (held out), all."
+            help="With --squad: the kit's articles by file name: first (fit), second (held out), all.",
+            metavar="first|second|all",
         ),
     ] = "all",
 ) -> None:

@@ -355,8 +355,8 @@ def test_piped_chat_prints_answers_without_prompts(built: Settings) -> None:
     assert result.exit_code == 0, result.output
     assert "Ask about" not in result.stdout
     assert not [line for line in result.stdout.splitlines() if line.startswith("?")]
-    assert result.stdout.startswith("[1] ")
-    assert result.stdout.count("\n[1] ") == 1  # the second answer, after a blank line
+    assert result.stdout.startswith("“")  # the answer first, as README's example shows
+    assert result.stdout.count("\n[1] ") == 2  # each answer's first citation, after its answer line
 
 
 def test_chat_at_a_terminal_shows_the_banner_and_prompts(

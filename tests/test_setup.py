@@ -46,7 +46,8 @@ def pip_installs(words_of_steps: list[list[str]]) -> list[list[str]]:
 
 
 def ci_pip_installs() -> list[list[str]]:
-    lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    # A line ending in a backslash goes on in the next, as the shell reads it.
+    lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").replace("\\\n", " ").splitlines()
     return pip_installs([shlex.split(line) for line in lines if line.strip() and not line.startswith("#")])
 
 
