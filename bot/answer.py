@@ -20,7 +20,8 @@ from bot.config import Settings
 from bot.embed import Embedder, load_embedder
 from bot.errors import BadInputError, IndexCorruptError, IndexError_, IndexMismatchError, IndexMissingError
 from bot.followup import resolve_followup
-from bot.indexer import Freshness, describe_changes, freshness, update_from_settings
+from bot.indexer import describe_changes, update_from_settings
+from bot.manifest import Freshness, Manifest, freshness, read_manifest
 from bot.models import Answer, AnswerSpan, Citation, Hit, Source
 from bot.quote import choose_quote
 from bot.reader import Question as ReaderQuestion
@@ -294,7 +295,7 @@ def open_engine(
     """
     embedder = load_embedder(settings.model)
     try:
-        manifest: store.Manifest | None = store.read_manifest(settings.index)
+        manifest: Manifest | None = read_manifest(settings.index)
     except IndexMissingError:
         manifest = None
     if manifest is None:

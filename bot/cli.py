@@ -431,10 +431,10 @@ def index_status(
 @handles_errors
 def sources(ctx: typer.Context) -> None:
     """List the articles the index holds (outlet, date, link)."""
-    from bot import store
+    from bot.manifest import read_manifest
     from bot.render import source_label, source_location
 
-    manifest = store.read_manifest(ctx.obj.index)
+    manifest = read_manifest(ctx.obj.index)
     for n, (_, record) in enumerate(sorted(manifest.articles.items()), start=1):
         source = record.source()
         out.print(f"{n}. {source_label(source)}\n   {source_location(source)}", markup=False)

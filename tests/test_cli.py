@@ -13,10 +13,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from bot import store
 from bot.articles import title_slug
 from bot.cli import app
 from bot.config import Settings
+from bot.manifest import DENSE, current_version, read_manifest
 from tests.conftest import ROOT
 from tests.fakes import FAKE_MODEL
 
@@ -177,7 +177,7 @@ def test_first_ask_builds_the_missing_index(settings: Settings) -> None:
     assert result.exit_code == 0, result.output
     assert "No index yet" in result.stderr
     json.loads(result.stdout)
-    assert store.read_manifest(settings.index).passages > 0
+    assert read_manifest(settings.index).passages > 0
 
 
 def test_ask_updates_a_stale_index(built: Settings) -> None:
@@ -185,7 +185,7 @@ def test_ask_updates_a_stale_index(built: Settings) -> None:
     result = run(built, "ask", "--json", "Palantir")
     assert result.exit_code == 0, result.output
     assert "changed since the index was built" in result.stderr
-    assert "extra-article" in store.read_manifest(built.index).articles
+    assert "extra-article" in read_manifest(built.index).articles
 
 
 def test_index_build_update_status(settings: Settings) -> None:
@@ -206,7 +206,7 @@ def test_index_build_update_status(settings: Settings) -> None:
 
 
 def test_corrupt_index_is_one_line_and_exit_3(built: Settings) -> None:
-    dense = store.current_version(built.index) / store.DENSE
+    dense = current_version(built.index) / DENSE
     dense.write_bytes(dense.read_bytes()[:100])
     result = run(built, "ask", "Palantir")
     assert result.exit_code == 3
@@ -246,7 +246,7 @@ def test_add_copies_with_metadata_and_updates_the_index(built: Settings, tmp_pat
     assert result.exit_code == 0, result.output
     stored = (built.corpus / "second-letter.txt").read_text(encoding="utf-8")  # named from --title
     assert stored.startswith("---\ntitle: Second letter\noutlet: Example News\n")
-    manifest = store.read_manifest(built.index)
+    manifest = read_manifest(built.index)
     assert manifest.articles["second-letter"].outlet == "Example News"
     assert run(built, "index", "status").exit_code == 0
 
