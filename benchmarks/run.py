@@ -368,8 +368,8 @@ class Bench:
         self.results["warm"][f"{largest.name} ivf"] = self.warm_one(largest, approximate=True)
 
     def warm_one(self, prepared: Prepared, approximate: bool = False) -> dict[str, Any]:
-        from bot.answer import open_engine
         from bot.render import answer_markup
+        from bot.startup import open_engine
 
         settings = self.settings.model_copy(update={"corpus": prepared.corpus, "index": prepared.index})
         began = time.perf_counter()
@@ -944,9 +944,9 @@ class _EngineTimers:
 def _engine_timers(engine: Any) -> Iterator[_EngineTimers]:
     """Wrap, for one engine, the functions `Engine.answer` calls (nothing in bot/ is edited):
     the embedder's encode; the index's dense search and BM25 scoring ("search"); hybrid_search
-    as imported by bot.answer (minus search = "fuse"); the reader's read_question, read and
-    neighbour_coverage ("read"); choose_quote as imported by bot.answer."""
-    import bot.answer
+    as imported by bot.engine (minus search = "fuse"); the reader's read_question, read and
+    neighbour_coverage ("read"); choose_quote as imported by bot.engine."""
+    import bot.engine
 
     timers = _EngineTimers()
     undo: list[Callable[[], None]] = []
@@ -967,11 +967,11 @@ def _engine_timers(engine: Any) -> Iterator[_EngineTimers]:
         ("choose_quote", "quote"),
     )
     for attribute, timer in steps:
-        original = getattr(bot.answer, attribute, None)
+        original = getattr(bot.engine, attribute, None)
         timers.available[attribute] = original is not None
         if original is not None:
-            setattr(bot.answer, attribute, timers.timers[timer].wrap(original))
-            undo.append(lambda a=attribute, o=original: setattr(bot.answer, a, o))
+            setattr(bot.engine, attribute, timers.timers[timer].wrap(original))
+            undo.append(lambda a=attribute, o=original: setattr(bot.engine, a, o))
     try:
         yield timers
     finally:

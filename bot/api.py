@@ -28,8 +28,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot.answer import Engine, validate_question
 from bot.config import ServeSettings, Settings
+from bot.engine import Engine, validate_question
 from bot.errors import BadInputError, ProtestBotError
 from bot.index_reload import IndexReloader, keep_current
 from bot.models import Answer

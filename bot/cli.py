@@ -138,7 +138,7 @@ def _notify(message: str) -> None:
 
 
 def _engine(ctx: typer.Context):  # type: ignore[no-untyped-def]
-    from bot.answer import open_engine
+    from bot.startup import open_engine
 
     return open_engine(ctx.obj, notify=_notify, progress=err.is_terminal)
 
@@ -233,7 +233,7 @@ def ask(
             _notify(f"{exc}: answering here")
         finally:
             client.close()
-    from bot.answer import validate_question
+    from bot.engine import validate_question
     from bot.render import answer_dict
 
     if as_json and question == "-":
@@ -621,9 +621,9 @@ def _evaluate_questions(ctx: typer.Context, questions: Path, k: int):  # type: i
 
 
 def _evaluate_squad(settings: Settings, kit: Path, sample: int | None, index: Path):  # type: ignore[no-untyped-def]
-    from bot.answer import open_engine
     from bot.evaluate import evaluate_squad_engine, read_squad
     from bot.evaluate import sample as take_sample
+    from bot.startup import open_engine
 
     questions = take_sample(read_squad(kit), sample)
     kit_settings = settings.model_copy(update={"corpus": kit / "articles", "index": index})
@@ -633,8 +633,8 @@ def _evaluate_squad(settings: Settings, kit: Path, sample: int | None, index: Pa
 
 
 def _evaluate_unanswerable(settings: Settings, kit: Path, size: int | None, index: Path, half: str):  # type: ignore[no-untyped-def]
-    from bot.answer import open_engine
     from bot.evaluate import evaluate_unanswerable, sample, squad_articles, write_reduced_kit
+    from bot.startup import open_engine
 
     names = squad_articles(kit, half)
     root = index / f"reduced-{half}"

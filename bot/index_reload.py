@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot import store
-from bot.answer import Engine
+from bot.engine import Engine
 from bot.errors import ProtestBotError
 from bot.manifest import CURRENT, current_version
 

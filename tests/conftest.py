@@ -67,7 +67,7 @@ def real_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="session")
 def real_engine(real_settings: Settings):  # type: ignore[no-untyped-def]
     """The engine over the real-model index, shared by the tests of a session."""
-    from bot.answer import open_engine
+    from bot.startup import open_engine
 
     return open_engine(real_settings)
 
@@ -124,7 +124,7 @@ def slow_reason(code: list[object], fixtures: set[str], marked_model: bool = Fal
 
 
 # Engine and embedder loaders: called without the fake embedder installed, they load the real model.
-_LOADS_A_MODEL = {"open_engine", "load_embedder"}
+_LOADS_A_MODEL = {"open_engine", "load_engine", "load_embedder"}
 
 
 @functools.cache

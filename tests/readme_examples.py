@@ -20,9 +20,10 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from bot.answer import Engine, open_engine
 from bot.cli import app
 from bot.config import Settings
+from bot.engine import Engine
+from bot.startup import open_engine
 from bot.telegram.state import AnswerStore
 from tests.conftest import ROOT, copy_corpus
 

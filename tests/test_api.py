@@ -21,16 +21,17 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from bot import api as api_module
-from bot.answer import Engine, open_engine
 from bot.api import MAX_BODY_BYTES, create_app
 from bot.cli import app as cli_app
 from bot.config import ServeSettings, Settings
+from bot.engine import Engine
 from bot.errors import BadInputError, IndexCorruptError
 from bot.index_reload import IndexReloader
 from bot.indexer import update_from_settings
 from bot.manifest import CURRENT, current_version
 from bot.render import answer_dict
 from bot.serve import check_bind, is_loopback
+from bot.startup import open_engine
 
 TOKEN = "s3cret-token-for-the-api-tests-0123456789"
 QUESTION = "What does Palantir run on?"

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from bot import store
-from bot.answer import ABSTENTION, NOT_COVERED, Abstention, Engine
 from bot.cite import Group, conflicting_sentence, disagree, figures, shared_wording
 from bot.config import Settings
+from bot.engine import ABSTENTION, NOT_COVERED, Abstention, Engine
 from bot.followup import is_followup, resolve_followup
 from bot.indexer import update_from_settings
 from bot.lexical import LexicalIndex, coverage, terms

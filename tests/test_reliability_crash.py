@@ -19,9 +19,9 @@ from collections import Counter
 from pathlib import Path
 
 from bot import store
-from bot.answer import Engine
 from bot.config import Settings
 from bot.corpus import corpus_hashes
+from bot.engine import Engine
 from bot.manifest import CURRENT, read_manifest
 from tests.crash_runner import command
 from tests.fakes import FAKE_MODEL, HashEmbedder

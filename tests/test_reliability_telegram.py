@@ -28,8 +28,9 @@ from urllib.parse import quote
 import pytest
 from aiohttp import web
 
-from bot.answer import Engine, open_engine
 from bot.config import Settings, TelegramSettings
+from bot.engine import Engine
+from bot.startup import open_engine
 from bot.telegram.app import build_application, webhook_options
 from tests.crash_runner import command
 from tests.fake_bot_api import (

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from bot.answer import Engine, open_engine
 from bot.config import Settings, TelegramSettings
+from bot.engine import Engine
+from bot.startup import open_engine
 from bot.telegram.app import build_application, webhook_options
 from bot.telegram.chat import EXAMPLES
 from bot.telegram.state import Shown

@@ -16,8 +16,8 @@ from telegram.constants import ParseMode
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application, ApplicationBuilder, Defaults
 
-from bot.answer import Engine
 from bot.config import Settings, TelegramSettings
+from bot.engine import Engine
 from bot.errors import BadInputError, ProtestBotError
 from bot.telegram.handlers import BotState, Handlers
 from bot.telegram.limits import NETWORK_BACKOFF_SECONDS, NETWORK_RETRIES, RetryingRateLimiter

@@ -32,12 +32,13 @@ from telegram.ext import (
     filters,
 )
 
-from bot.answer import Engine, open_engine, validate_question
 from bot.config import Settings, TelegramSettings
+from bot.engine import Engine, validate_question
 from bot.errors import BadInputError, ProtestBotError
 from bot.index_reload import IndexReloader
 from bot.indexer import UpdateReport, describe_changes, update_from_settings
 from bot.models import Answer, Citation
+from bot.startup import open_engine
 from bot.telegram import render, state
 from bot.telegram.chat import (
     EXAMPLES,
