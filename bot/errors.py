@@ -22,21 +22,23 @@ class CorpusError(ProtestBotError):
     """The corpus folder is missing or unreadable."""
 
 
-class IndexError_(ProtestBotError):
-    """The index is missing, corrupt, or was built differently from what is asked for now."""
+class IndexUnavailableError(ProtestBotError):
+    """The index cannot be used or written: missing, corrupt, built differently from what is asked for
+    now, not readable or writable, or another writer busy. (Not the builtin IndexError, which the
+    tables raise for a row out of range.)"""
 
     exit_code = 3
 
 
-class IndexMissingError(IndexError_):
+class IndexMissingError(IndexUnavailableError):
     """No index has been built yet."""
 
 
-class IndexCorruptError(IndexError_):
+class IndexCorruptError(IndexUnavailableError):
     """An index file is missing, truncated or unreadable."""
 
 
-class IndexMismatchError(IndexError_):
+class IndexMismatchError(IndexUnavailableError):
     """The index was built with another model, dimension or format version."""
 
 

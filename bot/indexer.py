@@ -20,9 +20,9 @@ from bot.errors import (
     ArticleError,
     BadInputError,
     IndexCorruptError,
-    IndexError_,
     IndexMismatchError,
     IndexMissingError,
+    IndexUnavailableError,
 )
 from bot.manifest import EXACT, FORMAT_VERSION, ArticleRecord, Freshness, Manifest, freshness, read_manifest
 from bot.models import Article, Passage
@@ -136,7 +136,7 @@ def ensure_index(
         _update_and_tell(settings, embedder, progress, notify)
     except (IndexCorruptError, IndexMismatchError):
         raise
-    except IndexError_ as exc:  # not writable, or another writer busy: the index itself is sound
+    except IndexUnavailableError as exc:  # not writable, or another writer busy: the index itself is sound
         log.warning("could not update the index (%s); answering from the index as it was built", exc)
 
 
@@ -432,7 +432,7 @@ def _reusable(index_dir: Path, embedder: Embedder) -> store.Index | None:
     """
     try:
         previous = store.load(index_dir, embedder.name)
-    except IndexError_ as exc:
+    except IndexUnavailableError as exc:
         log.info("not reusing the existing index: %s", exc)
         return None
     if previous.manifest.dimension != embedder.dimension:

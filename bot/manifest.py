@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bot.corpus import corpus_hashes
-from bot.errors import IndexCorruptError, IndexError_, IndexMismatchError, IndexMissingError
+from bot.errors import IndexCorruptError, IndexMismatchError, IndexMissingError, IndexUnavailableError
 from bot.models import Source
 
 FORMAT_VERSION = 3  # 3: the manifest records each file's SHA-256
@@ -135,7 +135,7 @@ def current_version(root: Path) -> Path:
     except FileNotFoundError:
         raise IndexMissingError(f"no index in {root}/: run `protest-bot index build`") from None
     except PermissionError:
-        raise IndexError_(f"the index folder {root}/ cannot be read (permission denied)") from None
+        raise IndexUnavailableError(f"the index folder {root}/ cannot be read (permission denied)") from None
     except (OSError, UnicodeDecodeError):
         raise IndexCorruptError(f"{root}/{CURRENT} is unreadable: run `protest-bot index build`") from None
     folder = root / name
@@ -154,7 +154,7 @@ def read_manifest(root: Path) -> Manifest:
     except FileNotFoundError:
         raise IndexCorruptError("the index manifest is missing: run `protest-bot index build`") from None
     except PermissionError:
-        raise IndexError_(f"the index folder {root}/ cannot be read (permission denied)") from None
+        raise IndexUnavailableError(f"the index folder {root}/ cannot be read (permission denied)") from None
     except (OSError, UnicodeDecodeError):
         raise IndexCorruptError("the index manifest is corrupt: run `protest-bot index build`") from None
     try:
@@ -210,7 +210,9 @@ def file_digest(path: Path) -> str:
         with path.open("rb") as handle:
             return hashlib.file_digest(handle, "sha256").hexdigest()
     except PermissionError:
-        raise IndexError_(f"the index file {path.name} cannot be read (permission denied)") from None
+        raise IndexUnavailableError(
+            f"the index file {path.name} cannot be read (permission denied)"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bot import dense as dense_index
-from bot.errors import IndexCorruptError, IndexError_, IndexMismatchError
+from bot.errors import IndexCorruptError, IndexMismatchError, IndexUnavailableError
 from bot.manifest import (
     APPROXIMATE,
     BM25,
@@ -152,7 +152,7 @@ class Index:
 
     def _keys(self, name: str, count: int) -> np.ndarray:
         if self.folder is None:
-            raise IndexError_("this index was not loaded from disk")
+            raise IndexUnavailableError("this index was not loaded from disk")
         keys = np.load(self.folder / name, mmap_mode="r", allow_pickle=False)
         if keys.shape != (count, KEY_BYTES):
             raise IndexCorruptError(
@@ -214,14 +214,14 @@ def write_lock(root: Path) -> Iterator[None]:
         root.mkdir(parents=True, exist_ok=True)
         handle = (root / ".lock").open("a")
     except PermissionError:
-        raise IndexError_(f"the index folder {root}/ is not writable (permission denied)") from None
+        raise IndexUnavailableError(f"the index folder {root}/ is not writable (permission denied)") from None
     except OSError as exc:
-        raise IndexError_(f"the index folder {root}/ cannot be written ({exc.strerror})") from None
+        raise IndexUnavailableError(f"the index folder {root}/ cannot be written ({exc.strerror})") from None
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise IndexError_(
+            raise IndexUnavailableError(
                 f"another protest-bot is writing the index in {root}/; try again soon"
             ) from None
         yield
@@ -365,10 +365,10 @@ def _write_version(root: Path, manifest: Manifest, write: Callable[[Path], None]
         _swap_current(root, name)
     except PermissionError:
         shutil.rmtree(staging, ignore_errors=True)
-        raise IndexError_(f"the index folder {root}/ is not writable (permission denied)") from None
+        raise IndexUnavailableError(f"the index folder {root}/ is not writable (permission denied)") from None
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise IndexError_(
+        raise IndexUnavailableError(
             f"could not write the index in {root}/ ({exc.strerror}); the old one is kept"
         ) from None
     _remove_old_versions(root, keep=name)
