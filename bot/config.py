@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(default=1, ge=0, le=3)
     top_k: int = Field(default=3, ge=1, le=20)
     batch_size: int = Field(default=64, ge=1, le=1024)
-    # Above this many passages the store switches from exact to approximate (HNSW) search.
+    # Above this many passages the store switches from exact to approximate (IVF) search.
     exact_search_limit: int = Field(default=200_000, ge=1)
     # How often a running server or bot checks for a newer index (written by `add` or `index update`).
     reload_seconds: float = Field(default=2.0, gt=0, le=3600)
