@@ -3,9 +3,15 @@ folders, no tokens, no tracebacks. The CLI turns them into one line and an exit 
 
 
 class ProtestBotError(Exception):
-    """Base of every error the engine raises on purpose."""
+    """Base of every error the engine raises on purpose. A kind of error that has one remedy says it
+    in `advice`, added to each message ("…: run `protest-bot index build`"); `advice=` overrides it."""
 
     exit_code = 1
+    advice = ""
+
+    def __init__(self, message: str, advice: str | None = None) -> None:
+        advice = self.advice if advice is None else advice
+        super().__init__(f"{message}: {advice}" if advice else message)
 
 
 class BadInputError(ProtestBotError):
@@ -30,16 +36,25 @@ class IndexUnavailableError(ProtestBotError):
     exit_code = 3
 
 
+REBUILD = "run `protest-bot index build`"
+
+
 class IndexMissingError(IndexUnavailableError):
     """No index has been built yet."""
+
+    advice = REBUILD
 
 
 class IndexCorruptError(IndexUnavailableError):
     """An index file is missing, truncated or unreadable."""
 
+    advice = REBUILD
+
 
 class IndexMismatchError(IndexUnavailableError):
     """The index was built with another model, dimension or format version."""
+
+    advice = REBUILD
 
 
 class ModelError(ProtestBotError):

@@ -133,16 +133,14 @@ def current_version(root: Path) -> Path:
     try:
         name = pointer.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        raise IndexMissingError(f"no index in {root}/: run `protest-bot index build`") from None
+        raise IndexMissingError(f"no index in {root}/") from None
     except PermissionError:
         raise IndexUnavailableError(f"the index folder {root}/ cannot be read (permission denied)") from None
     except (OSError, UnicodeDecodeError):
-        raise IndexCorruptError(f"{root}/{CURRENT} is unreadable: run `protest-bot index build`") from None
+        raise IndexCorruptError(f"{root}/{CURRENT} is unreadable") from None
     folder = root / name
     if not name or "/" in name or name.startswith(".") or not folder.is_dir():
-        raise IndexCorruptError(
-            f"{root}/{CURRENT} names a missing version ({name!r}): run `protest-bot index build`"
-        )
+        raise IndexCorruptError(f"{root}/{CURRENT} names a missing version ({name!r})")
     return folder
 
 
@@ -152,24 +150,23 @@ def read_manifest(root: Path) -> Manifest:
     try:
         text = (folder / MANIFEST).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise IndexCorruptError("the index manifest is missing: run `protest-bot index build`") from None
+        raise IndexCorruptError("the index manifest is missing") from None
     except PermissionError:
         raise IndexUnavailableError(f"the index folder {root}/ cannot be read (permission denied)") from None
     except (OSError, UnicodeDecodeError):
-        raise IndexCorruptError("the index manifest is corrupt: run `protest-bot index build`") from None
+        raise IndexCorruptError("the index manifest is corrupt") from None
     try:
         version = json.loads(text).get("format_version")
     except (ValueError, AttributeError):
-        raise IndexCorruptError("the index manifest is corrupt: run `protest-bot index build`") from None
+        raise IndexCorruptError("the index manifest is corrupt") from None
     if version != FORMAT_VERSION:
         raise IndexMismatchError(
-            f"the index has format version {version}, this protest-bot reads "
-            f"{FORMAT_VERSION}: run `protest-bot index build`"
+            f"the index has format version {version}, this protest-bot reads {FORMAT_VERSION}"
         )
     try:
         return Manifest.from_json(text)
     except (ValueError, TypeError, KeyError, AttributeError):
-        raise IndexCorruptError("the index manifest is corrupt: run `protest-bot index build`") from None
+        raise IndexCorruptError("the index manifest is corrupt") from None
 
 
 def verify(root: Path) -> Manifest:
@@ -184,25 +181,18 @@ def check_files(folder: Path, manifest: Manifest) -> None:
     # A truncated, missing or altered file is caught here, before a library reads garbage from it:
     # sizes first (cheap, and the clearer message), then the digests.
     if not set(manifest.files) == set(manifest.digests) == set(CHECKED_FILES):
-        raise IndexCorruptError("the index manifest does not list its files: run `protest-bot index build`")
+        raise IndexCorruptError("the index manifest does not list its files")
     for name, size in manifest.files.items():
         path = folder / name
         try:
             actual = path.stat().st_size
         except FileNotFoundError:
-            raise IndexCorruptError(
-                f"the index file {name} is missing: run `protest-bot index build`"
-            ) from None
+            raise IndexCorruptError(f"the index file {name} is missing") from None
         if actual != size:
-            raise IndexCorruptError(
-                f"the index file {name} is damaged ({actual} bytes, expected {size}): "
-                "run `protest-bot index build`"
-            )
+            raise IndexCorruptError(f"the index file {name} is damaged ({actual} bytes, expected {size})")
     for name, digest in manifest.digests.items():
         if file_digest(folder / name) != digest:
-            raise IndexCorruptError(
-                f"the index file {name} is damaged (its contents changed): run `protest-bot index build`"
-            )
+            raise IndexCorruptError(f"the index file {name} is damaged (its contents changed)")
 
 
 def file_digest(path: Path) -> str:

@@ -155,9 +155,7 @@ class Index:
             raise IndexUnavailableError("this index was not loaded from disk")
         keys = np.load(self.folder / name, mmap_mode="r", allow_pickle=False)
         if keys.shape != (count, KEY_BYTES):
-            raise IndexCorruptError(
-                f"the index file {name} disagrees with the index: run `protest-bot index build`"
-            )
+            raise IndexCorruptError(f"the index file {name} disagrees with the index")
         return keys
 
 
@@ -166,8 +164,8 @@ def load(root: Path, model: str) -> Index:
     manifest = read_manifest(root)
     if manifest.model != model:
         raise IndexMismatchError(
-            f"the index was built with model {manifest.model!r}, not {model!r}: run "
-            f"`protest-bot index build --model {model}` or pass --model {manifest.model}"
+            f"the index was built with model {manifest.model!r}, not {model!r}",
+            advice=f"run `protest-bot index build --model {model}` or pass --model {manifest.model}",
         )
     folder = current_version(root)
     check_files(folder, manifest)
@@ -188,7 +186,7 @@ def load(root: Path, model: str) -> Index:
             _ = passages[0], passages[len(passages) - 1]
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
         log.debug("index load failed", exc_info=exc)
-        raise IndexCorruptError(f"the index in {root}/ is corrupt: run `protest-bot index build`") from None
+        raise IndexCorruptError(f"the index in {root}/ is corrupt") from None
     n = manifest.passages
     counts_agree = (
         len(passages) == n == dense.ntotal == len(ids) == len(rows)
@@ -199,9 +197,7 @@ def load(root: Path, model: str) -> Index:
         and bool(np.all(ids[1:] > ids[:-1]))
     )
     if not counts_agree:
-        raise IndexCorruptError(
-            f"the index files in {root}/ disagree with its manifest: run `protest-bot index build`"
-        )
+        raise IndexCorruptError(f"the index files in {root}/ disagree with its manifest")
     if manifest.dense.kind == APPROXIMATE:
         dense.nprobe = manifest.dense.probes
     return Index(manifest, passages, rows, dense, sentence_vectors, lexical, ids, folder)
@@ -325,9 +321,7 @@ def save_update(
             np.asarray(r, dtype=np.int64) for r in sentence_rows
         ]
         if any(len(r) and int(r.min()) < 0 for r in per_passage):
-            raise IndexCorruptError(
-                "an update lost a sentence vector it needs: run `protest-bot index build`"
-            )
+            raise IndexCorruptError("an update lost a sentence vector it needs")
         write_sentence_rows(staging, per_passage)
         np.save(staging / IDS, ids, allow_pickle=False)
         old_keys = previous.passage_keys()

@@ -77,9 +77,7 @@ class PassageTable(Sequence[Passage]):
         begin, end = int(self.offsets[start]), int(self.offsets[stop])
         data = os.pread(self._file.fileno(), end - begin, begin)
         if len(data) != end - begin:
-            raise IndexCorruptError(
-                "the passage file is shorter than its offsets: run `protest-bot index build`"
-            )
+            raise IndexCorruptError("the passage file is shorter than its offsets")
         return data
 
     def text(self, row: int) -> str:
@@ -139,9 +137,7 @@ class VectorFile:
         size = (stop - start) * self._row_bytes
         data = os.pread(self._file.fileno(), size, self._offset + start * self._row_bytes)
         if len(data) != size:
-            raise IndexCorruptError(
-                "a vector file is shorter than its header says: run `protest-bot index build`"
-            )
+            raise IndexCorruptError("a vector file is shorter than its header says")
         return np.frombuffer(data, dtype=self.dtype).reshape(stop - start, self.shape[1])
 
 

@@ -129,7 +129,7 @@ def test_a_failed_load_is_reported_once_and_healthz_stays_503(built: Settings) -
     failures: list[Exception] = []
 
     def broken(settings: Settings) -> Engine:
-        raise IndexCorruptError("the index is corrupt: run `protest-bot index build`")
+        raise IndexCorruptError("the index is corrupt")
 
     app = create_app(built, ServeSettings(), open_engine=broken, on_load_failure=failures.append)
     with TestClient(app) as client:
