@@ -34,6 +34,16 @@ def text_keys(texts: Sequence[str]) -> np.ndarray:
     return keys
 
 
+def passage_row(row: int, count: int) -> int:
+    """A passage row as given, counted from the end when negative; IndexError when out of range."""
+    row = operator.index(row)
+    if row < 0:
+        row += count
+    if not 0 <= row < count:
+        raise IndexError(f"passage row {row} out of range")
+    return row
+
+
 class PassageTable(Sequence[Passage]):
     """The passages of an index, parsed from their line of passages.jsonl when asked for.
 
@@ -57,11 +67,7 @@ class PassageTable(Sequence[Passage]):
     def __getitem__(self, row: int | slice) -> Passage | list[Passage]:
         if isinstance(row, slice):
             return [self[i] for i in range(*row.indices(len(self)))]
-        row = operator.index(row)
-        if row < 0:
-            row += len(self)
-        if not 0 <= row < len(self):
-            raise IndexError(f"passage row {row} out of range")
+        row = passage_row(row, len(self))
         return passage_from(json.loads(self.line(row)))
 
     def __iter__(self) -> Iterator[Passage]:
@@ -158,11 +164,7 @@ class RowTable(Sequence[tuple[int, ...]]):
     def __getitem__(self, row: int | slice) -> tuple[int, ...] | list[tuple[int, ...]]:
         if isinstance(row, slice):
             return [self[i] for i in range(*row.indices(len(self)))]
-        row = operator.index(row)
-        if row < 0:
-            row += len(self)
-        if not 0 <= row < len(self):
-            raise IndexError(f"passage row {row} out of range")
+        row = passage_row(row, len(self))
         return tuple(self.flat[self.offsets[row] : self.offsets[row + 1]].tolist())
 
     def block(self, start: int, stop: int) -> np.ndarray:
