@@ -281,6 +281,6 @@ def _summary(citations: list[Citation]) -> str:
 
 
 def load_engine(settings: Settings, embedder: Embedder | None = None) -> Engine:
-    """The engine over the live index, as it is (`bot.indexer.ensure_index` brings it up to date)."""
+    """The engine over the live index, as it is (`bot.startup.ensure_index` brings it up to date)."""
     embedder = embedder or load_embedder(settings.model)
     return Engine(store.load(settings.index, embedder.name), embedder)
