@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bot import store
-from bot.corpus import article_files, content_hash, parse_article, read_corpus
+from bot.corpus import article_files, content_hash, read_articles, read_corpus
 from bot.dense import dense_settings
 from bot.errors import (
-    ArticleError,
     BadInputError,
     IndexUnavailableError,
 )
-from bot.manifest import EXACT, FORMAT_VERSION, ArticleRecord, Freshness, Manifest
+from bot.manifest import EXACT, FORMAT_VERSION, ArticleRecord, Freshness, Manifest, compare
 from bot.models import Article, Passage
 from bot.tables import KEY_BYTES, text_key, text_keys
 
@@ -166,17 +165,15 @@ def _update(
     kept_ids = [i for i, r in old.articles.items() if same_chunking and hashes.get(i) == r.hash]
     still_skipped = {i: h for i, h in old.skipped.items() if hashes.get(i) == h}
     to_read = sorted(set(hashes) - set(kept_ids) - set(still_skipped))
-    articles = _read(files, to_read)
+    articles = read_articles(files[i] for i in to_read)
     parsed = {a.id for a in articles}
     skipped = {**still_skipped, **{i: hashes[i] for i in to_read if i not in parsed}}
-    old_hashes = old.hashes()
-    # A file that cannot be read is reported as skipped (with its warning), not as a new article.
+    compared = compare(hashes, old.hashes())
+    # A file that cannot be read is reported as skipped (with its warning), not as new or changed.
     changes = {
-        "added": tuple(sorted(set(hashes) - set(old_hashes) - set(skipped))),
-        "changed": tuple(
-            sorted(i for i in hashes.keys() & old_hashes.keys() if hashes[i] != old_hashes[i] and i in parsed)
-        ),
-        "removed": tuple(sorted(set(old_hashes) - set(hashes))),
+        "added": tuple(i for i in compared.added if i not in skipped),
+        "changed": tuple(i for i in compared.changed if i in parsed),
+        "removed": compared.removed,
         "skipped": tuple(sorted(skipped)),
     }
 
@@ -315,18 +312,6 @@ def _encode(embedder: Embedder, texts: list[str], progress: bool) -> np.ndarray:
     if not texts:
         return np.zeros((0, embedder.dimension), dtype=np.float32)
     return embedder.encode(texts, progress=progress)
-
-
-def _read(files: dict[str, Path], ids: list[str]) -> list[Article]:
-    """The articles with these ids, parsed and cleaned; unreadable ones skipped with a warning."""
-    articles = []
-    for article_id in ids:
-        path = files[article_id]
-        try:
-            articles.append(parse_article(path, path.read_bytes()))
-        except ArticleError as exc:
-            log.warning("skipping article: %s", exc)
-    return articles
 
 
 def _moved(record: ArticleRecord, path: Path) -> ArticleRecord:

@@ -220,8 +220,11 @@ class Freshness:
 
 def freshness(corpus_dir: Path, manifest: Manifest) -> Freshness:
     """Compare the corpus files' hashes with those recorded in the manifest (no parsing, no model)."""
-    on_disk = corpus_hashes(corpus_dir)
-    indexed = manifest.hashes()
+    return compare(corpus_hashes(corpus_dir), manifest.hashes())
+
+
+def compare(on_disk: dict[str, str], indexed: dict[str, str]) -> Freshness:
+    """Article ids added, changed and removed, from content hashes by id on disk and in an index."""
     return Freshness(
         added=tuple(sorted(set(on_disk) - set(indexed))),
         changed=tuple(sorted(i for i in on_disk.keys() & indexed.keys() if on_disk[i] != indexed[i])),
