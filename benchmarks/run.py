@@ -136,9 +136,9 @@ class Bench:
     # Corpora and indexes -----------------------------------------------------------------------
 
     def fingerprint(self) -> str:
-        from bot import store
+        from bot.manifest import FORMAT_VERSION
 
-        digest = hashlib.sha1(f"{GENERATOR_VERSION}|{store.FORMAT_VERSION}|{self.model.name}".encode())
+        digest = hashlib.sha1(f"{GENERATOR_VERSION}|{FORMAT_VERSION}|{self.model.name}".encode())
         digest.update(f"{self.settings.chunk_tokens}|{self.settings.chunk_overlap}".encode())
         digest.update(str(self.settings.exact_search_limit).encode())
         for name in INDEXING_MODULES:
@@ -195,7 +195,8 @@ class Bench:
     def build(self, prepared: Prepared, derive: bool) -> dict[str, Any]:
         """A full build with cached or derived vectors, split into stages; the embedder's time is
         reported apart, so `pipeline_seconds` is what the bot adds around the model."""
-        from bot import indexer, store
+        from bot import indexer
+        from bot.manifest import current_version, read_manifest
 
         log.info("%s: building the index (%s vectors)", prepared.name, "derived" if derive else "cached")
         self.embedder.derive = derive
@@ -214,7 +215,7 @@ class Bench:
             seconds = time.perf_counter() - began
         self.embedder.derive = False
         self.cache.save()
-        manifest = store.read_manifest(prepared.index)
+        manifest = read_manifest(prepared.index)
         embed = self.embedder.seconds
         return {
             "articles": report.articles,
@@ -226,7 +227,7 @@ class Bench:
             "embed_seconds": embed,
             "pipeline_seconds": seconds - embed,
             "stages": {**stages.seconds(), "embed (cache/derive)": embed},
-            "index_bytes": measure.folder_bytes(store.current_version(prepared.index)),
+            "index_bytes": measure.folder_bytes(current_version(prepared.index)),
             "dense": manifest.search,
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "commit": self.results["commit"],
@@ -367,8 +368,8 @@ class Bench:
         self.results["warm"][f"{largest.name} ivf"] = self.warm_one(largest, approximate=True)
 
     def warm_one(self, prepared: Prepared, approximate: bool = False) -> dict[str, Any]:
-        from bot.answer import open_engine
         from bot.render import answer_markup
+        from bot.startup import open_engine
 
         settings = self.settings.model_copy(update={"corpus": prepared.corpus, "index": prepared.index})
         began = time.perf_counter()
@@ -460,9 +461,10 @@ class Bench:
 
     def build_throughput(self) -> None:
         """`index build` with the real model vs. one raw `encode` call on the same passage texts."""
-        from bot import indexer, store
+        from bot import indexer
         from bot.chunk import chunk
         from bot.corpus import read_corpus
+        from bot.manifest import read_manifest
 
         folder = self.work / "build-real"
         corpus = write_corpus(folder / "corpus", self.generator, self.plan.build_articles)
@@ -517,7 +519,7 @@ class Bench:
             steps = (build, floor, floor_all)
             for step in steps if rep % 2 == 0 else steps[::-1]:
                 step()
-        manifest = store.read_manifest(folder / "index")
+        manifest = read_manifest(folder / "index")
         passages = reports[0].passages
         if passages != len(passage_texts):
             self.note(f"the real build made {passages} passages, the floor encoded {len(passage_texts)}")
@@ -702,6 +704,8 @@ class Bench:
         import faiss
 
         from bot import store
+        from bot.dense import new_dense_index
+        from bot.dense import one_thread as one_thread_search
 
         queries = self.question_vectors()
         out: dict[str, Any] = {}
@@ -722,8 +726,8 @@ class Bench:
             entry: dict[str, Any] = {"passages": len(texts), "vectors": counts, "queries": len(queries)}
             candidates = {
                 "float32 exact": exact,
-                "float16 exact": store.new_dense_index(vectors, exact_limit=len(vectors)),
-                "ivf (float16)": store.new_dense_index(vectors, exact_limit=0),
+                "float16 exact": new_dense_index(vectors, exact_limit=len(vectors)),
+                "ivf (float16)": new_dense_index(vectors, exact_limit=0),
             }
             for label, dense in candidates.items():
                 found = _search_ids(dense, queries)
@@ -738,7 +742,7 @@ class Bench:
                 )
                 latencies = []
                 for query in queries[:100]:
-                    with store._one_thread():
+                    with one_thread_search():
                         began = time.perf_counter()
                         dense.search(query[None, :], 50)
                         latencies.append(time.perf_counter() - began)
@@ -781,9 +785,9 @@ class Bench:
 
 
 def _search_ids(dense: Any, queries: np.ndarray, k: int = 10) -> np.ndarray:
-    from bot import store
+    from bot.dense import one_thread as one_thread_search
 
-    with store._one_thread():
+    with one_thread_search():
         return dense.search(queries, k)[1]
 
 
@@ -793,10 +797,10 @@ def _rescored(rows: np.ndarray, vectors: np.ndarray, query: np.ndarray, k: int =
 
 def _use_ivf(index: Any) -> None:
     """Replace a loaded index's exact search with IVF over the same stored vectors (in memory only)."""
-    from bot import store
+    from bot.dense import dense_settings, new_dense_index
 
-    settings = store.dense_settings(len(index.passages), exact_limit=0)
-    index.dense = store.new_dense_index(index.passage_vectors(), 0, index.ids, settings)
+    settings = dense_settings(len(index.passages), exact_limit=0)
+    index.dense = new_dense_index(index.passage_vectors(), 0, index.ids, settings)
     index.manifest.dense, index.manifest.search = settings, settings.kind
 
 
@@ -940,9 +944,9 @@ class _EngineTimers:
 def _engine_timers(engine: Any) -> Iterator[_EngineTimers]:
     """Wrap, for one engine, the functions `Engine.answer` calls (nothing in bot/ is edited):
     the embedder's encode; the index's dense search and BM25 scoring ("search"); hybrid_search
-    as imported by bot.answer (minus search = "fuse"); the reader's read_question, read and
-    neighbour_coverage ("read"); choose_quote as imported by bot.answer."""
-    import bot.answer
+    as imported by bot.engine (minus search = "fuse"); the reader's read_question, read and
+    neighbour_coverage ("read"); choose_quote as imported by bot.engine."""
+    import bot.engine
 
     timers = _EngineTimers()
     undo: list[Callable[[], None]] = []
@@ -963,11 +967,11 @@ def _engine_timers(engine: Any) -> Iterator[_EngineTimers]:
         ("choose_quote", "quote"),
     )
     for attribute, timer in steps:
-        original = getattr(bot.answer, attribute, None)
+        original = getattr(bot.engine, attribute, None)
         timers.available[attribute] = original is not None
         if original is not None:
-            setattr(bot.answer, attribute, timers.timers[timer].wrap(original))
-            undo.append(lambda a=attribute, o=original: setattr(bot.answer, a, o))
+            setattr(bot.engine, attribute, timers.timers[timer].wrap(original))
+            undo.append(lambda a=attribute, o=original: setattr(bot.engine, a, o))
     try:
         yield timers
     finally:

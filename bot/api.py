@@ -28,14 +28,14 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot.answer import Engine, validate_question
 from bot.config import ServeSettings, Settings
+from bot.engine import Engine, validate_question
 from bot.errors import BadInputError, ProtestBotError
 from bot.index_reload import IndexReloader, keep_current
 from bot.models import Answer
 from bot.render import answer_dict, source_dict
 from bot.status import index_status
-from bot.telegram_state import RateLimiter
+from bot.telegram.state import RateLimiter
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from bot.models import Answer, AnswerSpan, Citation, Source
 
 # An answer may wait behind others on a busy server; connecting to a reachable one is instant.
 ANSWER_SECONDS = 120.0
-# answer.py joins the notes after the summary; the contract carries them only inside `answer`.
+# engine.py joins the notes after the summary; the contract carries them only inside `answer`.
 _NOTE = re.compile(r"The sources give different figures: .*? in \[\d+\], .*? in \[\d+\]\.")
 
 

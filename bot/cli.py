@@ -138,7 +138,7 @@ def _notify(message: str) -> None:
 
 
 def _engine(ctx: typer.Context):  # type: ignore[no-untyped-def]
-    from bot.answer import open_engine
+    from bot.startup import open_engine
 
     return open_engine(ctx.obj, notify=_notify, progress=err.is_terminal)
 
@@ -233,7 +233,7 @@ def ask(
             _notify(f"{exc}: answering here")
         finally:
             client.close()
-    from bot.answer import validate_question
+    from bot.engine import validate_question
     from bot.render import answer_dict
 
     if as_json and question == "-":
@@ -431,10 +431,10 @@ def index_status(
 @handles_errors
 def sources(ctx: typer.Context) -> None:
     """List the articles the index holds (outlet, date, link)."""
-    from bot import store
+    from bot.manifest import read_manifest
     from bot.render import source_label, source_location
 
-    manifest = store.read_manifest(ctx.obj.index)
+    manifest = read_manifest(ctx.obj.index)
     for n, (_, record) in enumerate(sorted(manifest.articles.items()), start=1):
         source = record.source()
         out.print(f"{n}. {source_label(source)}\n   {source_location(source)}", markup=False)
@@ -487,10 +487,11 @@ def telegram(
     ] = None,
 ) -> None:
     """Run the Telegram bot (token from TELEGRAM_BOT_TOKEN, secrets from the environment or .env)."""
-    from bot.telegram_app import run, telegram_settings
+    from bot.config import load_telegram_settings
+    from bot.telegram.app import run
 
     options = {"api_base_url": api_base_url, "webhook_url": webhook_url, "webhook_listen": webhook_listen}
-    tg = telegram_settings(**options, webhook_port=webhook_port, rate_limit_per_minute=rate_limit)
+    tg = load_telegram_settings(**options, webhook_port=webhook_port, rate_limit_per_minute=rate_limit)
     run(ctx.obj, tg)
 
 
@@ -503,8 +504,8 @@ def serve(
         typer.Option(
             help="Address to bind; anything but loopback needs PROTEST_BOT_API_TOKEN.",
             envvar="PROTEST_BOT_HOST",
-            metavar="ADDRESS",
             show_default="127.0.0.1",
+            metavar="HOST",
         ),
     ] = None,
     port: Annotated[
@@ -571,7 +572,8 @@ def evaluate_command(
     half: Annotated[
         str,
         typer.Option(
-            help="With --squad: the kit's articles by file name: first (fit), second (held out), all."
+            help="With --squad: the kit's articles by file name: first (fit), second (held out), all.",
+            metavar="first|second|all",
         ),
     ] = "all",
 ) -> None:
@@ -619,9 +621,9 @@ def _evaluate_questions(ctx: typer.Context, questions: Path, k: int):  # type: i
 
 
 def _evaluate_squad(settings: Settings, kit: Path, sample: int | None, index: Path):  # type: ignore[no-untyped-def]
-    from bot.answer import open_engine
     from bot.evaluate import evaluate_squad_engine, read_squad
     from bot.evaluate import sample as take_sample
+    from bot.startup import open_engine
 
     questions = take_sample(read_squad(kit), sample)
     kit_settings = settings.model_copy(update={"corpus": kit / "articles", "index": index})
@@ -631,8 +633,8 @@ def _evaluate_squad(settings: Settings, kit: Path, sample: int | None, index: Pa
 
 
 def _evaluate_unanswerable(settings: Settings, kit: Path, size: int | None, index: Path, half: str):  # type: ignore[no-untyped-def]
-    from bot.answer import open_engine
     from bot.evaluate import evaluate_unanswerable, sample, squad_articles, write_reduced_kit
+    from bot.startup import open_engine
 
     names = squad_articles(kit, half)
     root = index / f"reduced-{half}"

@@ -5,11 +5,15 @@ Deeper modules take values as arguments and never read `os.environ` themselves.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.errors import BadInputError
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -32,7 +36,7 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(default=1, ge=0, le=3)
     top_k: int = Field(default=3, ge=1, le=20)
     batch_size: int = Field(default=64, ge=1, le=1024)
-    # Above this many passages the store switches from exact to approximate (HNSW) search.
+    # Above this many passages the store switches from exact to approximate (IVF) search.
     exact_search_limit: int = Field(default=200_000, ge=1)
     # How often a running server or bot checks for a newer index (written by `add` or `index update`).
     reload_seconds: float = Field(default=2.0, gt=0, le=3600)
@@ -73,6 +77,44 @@ class TelegramSettings(BaseSettings):
         if isinstance(value, int):
             return frozenset({value})
         return value
+
+    def checked_token(self) -> str:
+        """The token, checked for shape (never echoed: a near-miss may be a real token with a typo)."""
+        token = self.bot_token.get_secret_value().strip() if self.bot_token else ""
+        if not token:
+            raise BadInputError(
+                "TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather and put its token in the "
+                "environment or .env (see the Telegram section of README.md)"
+            )
+        if not TOKEN_SHAPE.fullmatch(token):
+            raise BadInputError(
+                "TELEGRAM_BOT_TOKEN is malformed: a bot token is the bot's id, a colon and a secret "
+                "(like 123456789:AAE…), exactly as @BotFather gives it"
+            )
+        return token
+
+    def checked_api_base_url(self) -> str:
+        """The Bot API base URL (the token is appended to it), checked to be http(s)."""
+        url = self.api_base_url.strip()
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            default = type(self).model_fields["api_base_url"].default
+            raise BadInputError(f"TELEGRAM_API_BASE_URL must be an http(s) URL, like {default}")
+        return url.rstrip("/")
+
+
+# A bot token as @BotFather gives it: the bot's numeric id, a colon, then the secret.
+TOKEN_SHAPE = re.compile(r"\d{1,20}:[A-Za-z0-9_-]{30,100}")
+
+
+def load_telegram_settings(**overrides: object) -> TelegramSettings:
+    """TelegramSettings from options (those not None), environment and .env; one clear error if invalid."""
+    try:
+        return TelegramSettings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "value"
+        raise BadInputError(f"invalid Telegram setting TELEGRAM_{where.upper()}: {first['msg']}") from None
 
 
 def canonical_model_name(model: str) -> str:

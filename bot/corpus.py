@@ -172,17 +172,19 @@ def corpus_hashes(corpus_dir: Path) -> dict[str, str]:
     return {path.stem: content_hash(path.read_bytes()) for path in article_files(corpus_dir)}
 
 
-def read_corpus(corpus_dir: Path, only: Iterable[str] | None = None) -> list[Article]:
-    """Every article of the corpus (or only the ids given), parsed and cleaned.
+def read_corpus(corpus_dir: Path) -> list[Article]:
+    """Every article of the corpus, parsed and cleaned (see `read_articles`)."""
+    return read_articles(article_files(corpus_dir))
+
+
+def read_articles(paths: Iterable[Path]) -> list[Article]:
+    """The articles of these files, parsed and cleaned, in the order given.
 
     A file that cannot be read is skipped with a warning rather than stopping the whole build:
     one bad article should not take the bot down.
     """
-    wanted = set(only) if only is not None else None
     articles = []
-    for path in article_files(corpus_dir):
-        if wanted is not None and path.stem not in wanted:
-            continue
+    for path in paths:
         try:
             articles.append(parse_article(path, path.read_bytes()))
         except ArticleError as exc:

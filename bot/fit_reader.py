@@ -131,7 +131,7 @@ def our_cases(engine, data: Path, names: tuple[str, ...] = OUR_SETS) -> list[Cas
 
 def squad_cases(settings, kit: Path, work: Path, size: int) -> list[Case]:  # type: ignore[no-untyped-def]
     """The first half of the kit, a tenth of its paragraphs removed, indexed in `work`."""
-    from bot.answer import open_engine
+    from bot.startup import open_engine
 
     names = squad_articles(kit, "first")
     kit_cases = write_reduced_kit(kit, names, work / "corpus")
@@ -441,8 +441,8 @@ def logistic_dict(model: Logistic) -> dict[str, object]:
 
 def our_cases_from(args: argparse.Namespace, path: Path, progress: Callable[[str], None]) -> list[Case]:
     """One question set of ours, read with a neutral reader (features do not depend on the fit)."""
-    from bot.answer import open_engine
     from bot.config import Settings
+    from bot.startup import open_engine
 
     progress(f"reading {path} for the ablation…")
     engine = open_engine(Settings())
@@ -451,8 +451,8 @@ def our_cases_from(args: argparse.Namespace, path: Path, progress: Callable[[str
 
 
 def collect_all(args: argparse.Namespace, progress: Callable[[str], None]) -> list[Case]:
-    from bot.answer import open_engine
     from bot.config import Settings
+    from bot.startup import open_engine
 
     settings = Settings()
     progress("reading our question sets…")

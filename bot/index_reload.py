@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot import store
-from bot.answer import Engine
+from bot.engine import Engine
 from bot.errors import ProtestBotError
+from bot.manifest import CURRENT, current_version
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,9 @@ class IndexReloader:
         if loaded is None:
             return None  # not loaded from an index folder (an in-memory index): nothing to compare
         try:
-            live = store.current_version(self.root).name
+            live = current_version(self.root).name
         except ProtestBotError as exc:
-            return self._refuse(str(self.root / store.CURRENT), exc)
+            return self._refuse(str(self.root / CURRENT), exc)
         if live in (loaded.name, self._refused):
             return None
         try:

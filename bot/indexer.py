@@ -11,33 +11,24 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from bot import store
-from bot.corpus import article_files, content_hash, corpus_hashes, parse_article, read_corpus
-from bot.errors import ArticleError, BadInputError, IndexError_
+from bot.corpus import article_files, content_hash, read_articles, read_corpus
+from bot.dense import dense_settings
+from bot.errors import (
+    BadInputError,
+    IndexUnavailableError,
+)
+from bot.manifest import EXACT, FORMAT_VERSION, ArticleRecord, Freshness, Manifest, compare
 from bot.models import Article, Passage
+from bot.tables import KEY_BYTES, text_key, text_keys
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from bot.config import Settings
     from bot.embed import Embedder
-else:
-    np = store.LazyNumpy(globals())  # `index status` needs only freshness(), not numpy
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Freshness:
-    """How the corpus on disk compares with the index: what an update would do."""
-
-    added: tuple[str, ...]
-    changed: tuple[str, ...]
-    removed: tuple[str, ...]
-
-    @property
-    def stale(self) -> bool:
-        return bool(self.added or self.changed or self.removed)
 
 
 @dataclass(frozen=True)
@@ -52,17 +43,6 @@ class UpdateReport:
     skipped: tuple[str, ...]
     embedded: int
     reused: int
-
-
-def freshness(corpus_dir: Path, manifest: store.Manifest) -> Freshness:
-    """Compare the corpus files' hashes with those recorded in the manifest (no parsing, no model)."""
-    on_disk = corpus_hashes(corpus_dir)
-    indexed = manifest.hashes()
-    return Freshness(
-        added=tuple(sorted(set(on_disk) - set(indexed))),
-        changed=tuple(sorted(i for i in on_disk.keys() & indexed.keys() if on_disk[i] != indexed[i])),
-        removed=tuple(sorted(set(indexed) - set(on_disk))),
-    )
 
 
 def describe_changes(changes: Freshness | UpdateReport) -> str:
@@ -185,17 +165,15 @@ def _update(
     kept_ids = [i for i, r in old.articles.items() if same_chunking and hashes.get(i) == r.hash]
     still_skipped = {i: h for i, h in old.skipped.items() if hashes.get(i) == h}
     to_read = sorted(set(hashes) - set(kept_ids) - set(still_skipped))
-    articles = _read(files, to_read)
+    articles = read_articles(files[i] for i in to_read)
     parsed = {a.id for a in articles}
     skipped = {**still_skipped, **{i: hashes[i] for i in to_read if i not in parsed}}
-    old_hashes = old.hashes()
-    # A file that cannot be read is reported as skipped (with its warning), not as a new article.
+    compared = compare(hashes, old.hashes())
+    # A file that cannot be read is reported as skipped (with its warning), not as new or changed.
     changes = {
-        "added": tuple(sorted(set(hashes) - set(old_hashes) - set(skipped))),
-        "changed": tuple(
-            sorted(i for i in hashes.keys() & old_hashes.keys() if hashes[i] != old_hashes[i] and i in parsed)
-        ),
-        "removed": tuple(sorted(set(old_hashes) - set(hashes))),
+        "added": tuple(i for i in compared.added if i not in skipped),
+        "changed": tuple(i for i in compared.changed if i in parsed),
+        "removed": compared.removed,
         "skipped": tuple(sorted(skipped)),
     }
 
@@ -204,46 +182,25 @@ def _update(
     passages, per_article = _chunk_all(articles, settings, embedder)
     total = len(keep) + len(passages)
     unchanged = not articles and len(keep) == old.passages and skipped == old.skipped and same_chunking
-    if unchanged and store.dense_settings(total, settings.exact_limit).kind == old.dense.kind:
+    if unchanged and dense_settings(total, settings.exact_limit).kind == old.dense.kind:
         log.info("the index is up to date")
         return UpdateReport(articles=len(kept_ids), passages=old.passages, embedded=0, reused=0, **changes)
 
-    plan = _plan_reuse(previous, keep, passages)
-    log.info("embedding %d new texts", len(plan.todo))
-    embedded = dict(zip(plan.todo, _encode(embedder, plan.todo, progress), strict=True))
-    passage_vectors = plan.vectors([p.text for p in passages], embedded, embedder.dimension)
-    new_sentence_texts = list(plan.new_sentences)
-    sentence_vectors = plan.vectors(new_sentence_texts, embedded, embedder.dimension).astype(np.float16)
-    sentence_rows = plan.numbered_rows()
+    reuse = _plan_reuse(previous, keep, passages)
+    log.info("embedding %d new texts", len(reuse.todo))
+    embedded = dict(zip(reuse.todo, _encode(embedder, reuse.todo, progress), strict=True))
+    plan = reuse.update_plan(keep, passages, embedded, embedder.dimension)
 
-    table = previous.passages
-    assert isinstance(table, store.PassageTable)
-    texts = [table.text(int(row)) for row in keep] + [p.text for p in passages]
+    texts = [previous.passages.text(int(row)) for row in keep] + [p.text for p in passages]
     kept_records = {i: _moved(old.articles[i], files[i]) for i in kept_ids}
     manifest = _manifest(embedder, settings, articles, per_article, skipped, kept_records)
-    store.save_update(
-        index_dir,
-        previous,
-        manifest,
-        keep,
-        passages,
-        sentence_rows,
-        passage_vectors,
-        plan.keep_sentences,
-        sentence_vectors,
-        store.text_keys(new_sentence_texts),
-        LexicalIndex.build(texts),
-        settings.exact_limit,
-    )
+    store.save_update(index_dir, previous, manifest, plan, LexicalIndex.build(texts), settings.exact_limit)
+    vectors = len(keep) + len(plan.keep_sentences) + len(passages) + len(plan.sentence_keys)
     return UpdateReport(
         articles=len(manifest.articles),
         passages=manifest.passages,
-        embedded=len(plan.todo),
-        reused=len(keep)
-        + len(plan.keep_sentences)
-        + len(passages)
-        + len(new_sentence_texts)
-        - len(plan.todo),
+        embedded=len(reuse.todo),
+        reused=vectors - len(reuse.todo),
         **changes,
     )
 
@@ -282,6 +239,21 @@ class _Reuse:
             out[list(from_passages)] = self.previous.vectors_of(rows)
         return out
 
+    def update_plan(
+        self, keep: np.ndarray, passages: list[Passage], embedded: dict[str, np.ndarray], dimension: int
+    ) -> store.UpdatePlan:
+        """What the new version keeps of the live one and adds, with every vector in hand."""
+        new_sentences = list(self.new_sentences)
+        return store.UpdatePlan(
+            keep=keep,
+            passages=passages,
+            sentence_rows=self.numbered_rows(),
+            passage_vectors=self.vectors([p.text for p in passages], embedded, dimension),
+            keep_sentences=self.keep_sentences,
+            sentence_vectors=self.vectors(new_sentences, embedded, dimension).astype(np.float16),
+            sentence_keys=text_keys(new_sentences),
+        )
+
     def numbered_rows(self) -> list[tuple[int, ...]]:
         """Sentence rows of the new passages, numbered in the new version (kept rows first)."""
         position = {int(r): i for i, r in enumerate(self.keep_sentences)}
@@ -292,7 +264,6 @@ class _Reuse:
 def _plan_reuse(previous: store.Index, keep: np.ndarray, passages: list[Passage]) -> _Reuse:
     # Sentences of kept passages stay; so do those a new passage shares with the live index.
     rows = previous.sentence_rows
-    assert isinstance(rows, store.RowTable)
     kept_mask = np.zeros(len(rows), dtype=bool)
     kept_mask[keep] = True
     used = set(np.unique(rows.flat[np.repeat(kept_mask, np.diff(rows.offsets))]).tolist())
@@ -330,11 +301,11 @@ class _KeyRows:
         self._rows: dict[bytes, int] = {}
         if keys is not None:
             data = np.ascontiguousarray(keys).tobytes()
-            width = store.KEY_BYTES
+            width = KEY_BYTES
             self._rows = {data[i * width : (i + 1) * width]: i for i in range(len(keys))}
 
     def get(self, text: str) -> int | None:
-        return self._rows.get(store.text_key(text)) if self._rows else None
+        return self._rows.get(text_key(text)) if self._rows else None
 
 
 def _encode(embedder: Embedder, texts: list[str], progress: bool) -> np.ndarray:
@@ -343,19 +314,7 @@ def _encode(embedder: Embedder, texts: list[str], progress: bool) -> np.ndarray:
     return embedder.encode(texts, progress=progress)
 
 
-def _read(files: dict[str, Path], ids: list[str]) -> list[Article]:
-    """The articles with these ids, parsed and cleaned; unreadable ones skipped with a warning."""
-    articles = []
-    for article_id in ids:
-        path = files[article_id]
-        try:
-            articles.append(parse_article(path, path.read_bytes()))
-        except ArticleError as exc:
-            log.warning("skipping article: %s", exc)
-    return articles
-
-
-def _moved(record: store.ArticleRecord, path: Path) -> store.ArticleRecord:
+def _moved(record: ArticleRecord, path: Path) -> ArticleRecord:
     # The same file, reached through another spelling of the corpus folder.
     return record if record.path == str(path) else replace(record, path=str(path))
 
@@ -380,17 +339,17 @@ def _manifest(
     articles: list[Article],
     per_article: dict[str, int],
     skipped: dict[str, str],
-    kept: dict[str, store.ArticleRecord] | None = None,
-) -> store.Manifest:
+    kept: dict[str, ArticleRecord] | None = None,
+) -> Manifest:
     # Kept articles first, in their row order, then the new ones: the manifest lists articles in row order.
     records = {**(kept or {}), **{a.id: _record(a, per_article[a.id]) for a in articles}}
-    return store.Manifest(
-        format_version=store.FORMAT_VERSION,
+    return Manifest(
+        format_version=FORMAT_VERSION,
         model=embedder.name,
         dimension=embedder.dimension,
         chunk_tokens=settings.tokens,
         chunk_overlap=settings.overlap,
-        search=store.EXACT,  # set by the store, with the dense index it writes
+        search=EXACT,  # set by the store, with the dense index it writes
         passages=sum(r.passages for r in records.values()),
         sentences=0,
         articles=records,
@@ -405,7 +364,7 @@ def _reusable(index_dir: Path, embedder: Embedder) -> store.Index | None:
     """
     try:
         previous = store.load(index_dir, embedder.name)
-    except IndexError_ as exc:
+    except IndexUnavailableError as exc:
         log.info("not reusing the existing index: %s", exc)
         return None
     if previous.manifest.dimension != embedder.dimension:
@@ -431,8 +390,8 @@ def _gather(vectors: np.ndarray, rows: list[int], dimension: int, dtype: type) -
     return out
 
 
-def _record(article: Article, passages: int) -> store.ArticleRecord:
-    return store.ArticleRecord(
+def _record(article: Article, passages: int) -> ArticleRecord:
+    return ArticleRecord(
         id=article.id,
         path=article.path,
         title=article.title,

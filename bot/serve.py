@@ -50,8 +50,8 @@ def run(settings: Settings, serve: ServeSettings) -> None:
     """Serve until Ctrl-C or SIGTERM."""
     import uvicorn
 
-    from bot.answer import open_engine
     from bot.api import create_app
+    from bot.startup import open_engine
 
     check_bind(serve)
     _configure_logging()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot import store
+from bot import manifest as index_manifest
 from bot.config import Settings
-from bot.indexer import freshness
 
 
 def index_status(settings: Settings, verify: bool = False) -> dict[str, Any]:
@@ -14,8 +13,9 @@ def index_status(settings: Settings, verify: bool = False) -> dict[str, Any]:
 
     With `verify`, every index file's size and SHA-256 is checked first, as loading does (the CLI's
     `index status`); the server's `/status` reads the manifest only, so a poll costs nothing."""
-    manifest = store.verify(settings.index) if verify else store.read_manifest(settings.index)
-    fresh = freshness(settings.corpus, manifest)
+    read = index_manifest.verify if verify else index_manifest.read_manifest
+    manifest = read(settings.index)
+    fresh = index_manifest.freshness(settings.corpus, manifest)
     return {
         "index": str(settings.index),
         "model": manifest.model,

@@ -15,7 +15,7 @@ import sys
 from bot import store
 from bot.config import Settings, canonical_model_name
 from bot.errors import ProtestBotError
-from bot.indexer import freshness
+from bot.manifest import freshness
 
 
 def check() -> tuple[bool, str]:

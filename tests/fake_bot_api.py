@@ -596,6 +596,20 @@ class FakeBotApi:
                     raise TimeoutError(f"no {count} x {method} within {timeout} s; calls since mark: {seen}")
                 self._changed.wait(remaining)
 
+    def wait_confirmed(self, timeout: float = 30.0) -> None:
+        """Wait until the bot has confirmed every queued update (asked getUpdates for a later offset).
+
+        python-telegram-bot puts the updates of a poll into its update queue before it polls again,
+        so by then each of them is in the bot's hands.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while any(u["update_id"] >= self._offset for u in self._updates):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"the bot did not fetch every update within {timeout} s")
+                self._changed.wait(remaining)
+
     def sent_to(self, chat_id: int, since: int = 0) -> list[Call]:
         """Successful sendMessage calls to a chat."""
         return [c for c in self.calls("sendMessage", since) if c.ok and c.chat_id == chat_id]
@@ -673,8 +687,9 @@ class FakeBotApi:
         while True:
             self._wakeup.clear()
             with self._lock:
-                if offset > 0:
-                    self._offset = max(self._offset, offset)
+                if offset > 0 and offset > self._offset:
+                    self._offset = offset
+                    self._changed.notify_all()  # for wait_confirmed
                 pending = [u for u in self._updates if u["update_id"] >= self._offset]
             if allowed:
                 pending = [u for u in pending if any(kind in u for kind in allowed)]
@@ -1003,6 +1018,20 @@ class BotThread:
             self._thread.join(10)
             raise self._error
         return self
+
+    def wait_idle(self, api: FakeBotApi, timeout: float = 30.0) -> None:
+        """Wait until the bot has handled every update sent so far: each one fetched from `api` (or
+        posted to its webhook) and its handler finished, replies and all. What the bot would send
+        for those updates has been sent by then, so a test can check that nothing more came."""
+        deadline = time.monotonic() + timeout
+        api.wait_confirmed(timeout)
+        # The update queue counts an update done once its handler has returned (task_done).
+        remaining = max(deadline - time.monotonic(), 0.01)
+        handled = asyncio.wait_for(self.app.update_queue.join(), remaining)
+        try:
+            asyncio.run_coroutine_threadsafe(handled, self._loop).result(remaining + 1)
+        except TimeoutError as exc:
+            raise TimeoutError(f"the bot did not finish handling its updates within {timeout} s") from exc
 
     def stop(self) -> None:
         """Stop the bot as run_polling does on Ctrl-C, and join its thread."""

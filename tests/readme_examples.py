@@ -20,10 +20,11 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from bot.answer import Engine, open_engine
 from bot.cli import app
 from bot.config import Settings
-from bot.telegram_state import AnswerStore
+from bot.engine import Engine
+from bot.startup import open_engine
+from bot.telegram.state import AnswerStore
 from tests.conftest import ROOT, copy_corpus
 
 README = ROOT / "README.md"
@@ -61,7 +62,7 @@ def json_example(settings: Settings) -> str:
 def _bot_reply(engine: Engine, question: str, settings: Settings) -> tuple[list[str], bool]:
     """The messages the bot sends for `question` (the first page of citations, as `Handlers` does),
     and whether it has buttons (More, 👍, 👎): only an answer that cites does."""
-    from bot import telegram_render as render
+    from bot.telegram import render
 
     page_size = settings.top_k
     answer = engine.answer(question, min(page_size * 3, 20))

@@ -21,16 +21,17 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from bot import api as api_module
-from bot import store
-from bot.answer import Engine, open_engine
 from bot.api import MAX_BODY_BYTES, create_app
 from bot.cli import app as cli_app
 from bot.config import ServeSettings, Settings
+from bot.engine import Engine
 from bot.errors import BadInputError, IndexCorruptError
 from bot.index_reload import IndexReloader
 from bot.indexer import update_from_settings
+from bot.manifest import CURRENT, current_version
 from bot.render import answer_dict
 from bot.serve import check_bind, is_loopback
+from bot.startup import open_engine
 
 TOKEN = "s3cret-token-for-the-api-tests-0123456789"
 QUESTION = "What does Palantir run on?"
@@ -128,7 +129,7 @@ def test_a_failed_load_is_reported_once_and_healthz_stays_503(built: Settings) -
     failures: list[Exception] = []
 
     def broken(settings: Settings) -> Engine:
-        raise IndexCorruptError("the index is corrupt: run `protest-bot index build`")
+        raise IndexCorruptError("the index is corrupt")
 
     app = create_app(built, ServeSettings(), open_engine=broken, on_load_failure=failures.append)
     with TestClient(app) as client:
@@ -417,12 +418,12 @@ def add_article(settings: Settings, fake: Any) -> None:
 
 def corrupt_new_version(root: Path) -> str:
     """A copy of the live version with one file damaged, swapped in through CURRENT as a writer would."""
-    live = store.current_version(root)
+    live = current_version(root)
     name = "v-99999999T000000-damaged"
     shutil.copytree(live, root / name)
     (root / name / "sentences.npy").write_bytes((live / "sentences.npy").read_bytes()[:-64])
     (root / ".CURRENT.tmp").write_text(name + "\n", encoding="utf-8")
-    (root / ".CURRENT.tmp").replace(root / store.CURRENT)
+    (root / ".CURRENT.tmp").replace(root / CURRENT)
     return name
 
 
@@ -465,7 +466,7 @@ def test_serve_answers_from_a_newer_index_without_a_restart(
 def test_serve_with_a_damaged_index_stops_with_one_line_and_exit_3(built: Settings) -> None:
     from tests.test_serve import free_port
 
-    (built.index / store.CURRENT).write_text("v-gone\n", encoding="utf-8")
+    (built.index / CURRENT).write_text("v-gone\n", encoding="utf-8")
     base = ["--corpus", str(built.corpus), "--index", str(built.index), "--model", built.model]
     result = CliRunner().invoke(cli_app, [*base, "serve", "--port", str(free_port())])
     assert result.exit_code == 3, result.output

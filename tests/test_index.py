@@ -12,7 +12,21 @@ import pytest
 from bot import store
 from bot.config import Settings
 from bot.errors import IndexCorruptError, IndexMismatchError, IndexMissingError
-from bot.indexer import freshness, update_index
+from bot.indexer import update_index
+from bot.manifest import (
+    APPROXIMATE,
+    CURRENT,
+    DENSE,
+    EXACT,
+    FORMAT_VERSION,
+    MANIFEST,
+    PASSAGES,
+    SENTENCES,
+    current_version,
+    freshness,
+    read_manifest,
+)
+from bot.tables import PassageTable, VectorFile
 from tests.fakes import FAKE_MODEL, HashEmbedder
 
 NEW_ARTICLE = """---
@@ -36,8 +50,8 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 
 def test_build_writes_a_self_describing_index(built: Settings) -> None:
-    manifest = store.read_manifest(built.index)
-    assert manifest.format_version == store.FORMAT_VERSION
+    manifest = read_manifest(built.index)
+    assert manifest.format_version == FORMAT_VERSION
     assert manifest.model == FAKE_MODEL
     assert manifest.dimension == 64
     assert len(manifest.articles) == 5
@@ -60,7 +74,7 @@ def test_no_pickle_in_the_index(built: Settings) -> None:
 
 def test_update_embeds_only_the_new_article(built: Settings, fake_embedder: HashEmbedder) -> None:
     (built.corpus / "new-article.md").write_text(NEW_ARTICLE, encoding="utf-8")
-    assert freshness(built.corpus, store.read_manifest(built.index)).added == ("new-article",)
+    assert freshness(built.corpus, read_manifest(built.index)).added == ("new-article",)
     fake_embedder.encoded.clear()
     report = _update(built, fake_embedder)
     assert report.added == ("new-article",)
@@ -104,7 +118,7 @@ def test_model_mismatch_names_both_models(built: Settings) -> None:
 
 
 def test_format_version_mismatch(built: Settings) -> None:
-    manifest_path = store.current_version(built.index) / store.MANIFEST
+    manifest_path = current_version(built.index) / MANIFEST
     data = json.loads(manifest_path.read_text())
     data["format_version"] = 999
     manifest_path.write_text(json.dumps(data))
@@ -112,26 +126,26 @@ def test_format_version_mismatch(built: Settings) -> None:
         store.load(built.index, FAKE_MODEL)
 
 
-@pytest.mark.parametrize("name", [store.DENSE, store.PASSAGES, store.SENTENCES])
+@pytest.mark.parametrize("name", [DENSE, PASSAGES, SENTENCES])
 def test_truncated_file_is_reported_as_corrupt(built: Settings, name: str) -> None:
-    path = store.current_version(built.index) / name
+    path = current_version(built.index) / name
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(IndexCorruptError, match="index build"):
         store.load(built.index, FAKE_MODEL)
 
 
 def test_garbage_of_the_right_size_is_reported_as_corrupt(built: Settings) -> None:
-    path = store.current_version(built.index) / store.DENSE
+    path = current_version(built.index) / DENSE
     path.write_bytes(b"\xff" * path.stat().st_size)
     with pytest.raises(IndexCorruptError):
         store.load(built.index, FAKE_MODEL)
 
 
 def test_corrupt_manifest_and_pointer(built: Settings) -> None:
-    (store.current_version(built.index) / store.MANIFEST).write_text("{not json")
+    (current_version(built.index) / MANIFEST).write_text("{not json")
     with pytest.raises(IndexCorruptError, match="manifest"):
         store.load(built.index, FAKE_MODEL)
-    (built.index / store.CURRENT).write_text("v-does-not-exist\n")
+    (built.index / CURRENT).write_text("v-does-not-exist\n")
     with pytest.raises(IndexCorruptError, match="missing version"):
         store.load(built.index, FAKE_MODEL)
 
@@ -165,7 +179,7 @@ def test_unreadable_article_is_skipped_and_does_not_make_the_index_stale(
     (built.corpus / "broken.txt").write_bytes(b"\xff\xfe not utf-8 \xff")
     report = _update(built, fake_embedder)
     assert report.skipped == ("broken",)
-    assert not freshness(built.corpus, store.read_manifest(built.index)).stale
+    assert not freshness(built.corpus, read_manifest(built.index)).stale
 
 
 def test_index_folder_copied_elsewhere_still_loads(built: Settings, tmp_path: Path) -> None:
@@ -225,7 +239,7 @@ def test_changed_chunking_rechunks_but_reuses_vectors(built: Settings, fake_embe
 
 def test_passages_load_lazily_and_match_the_chunks(built: Settings) -> None:
     index = store.load(built.index, FAKE_MODEL)
-    assert isinstance(index.passages, store.PassageTable)
+    assert isinstance(index.passages, PassageTable)
     listed = list(index.passages)
     assert len(listed) == index.manifest.passages
     assert index.passages[-1] == listed[-1] and index.passages[1:3] == listed[1:3]
@@ -248,7 +262,7 @@ def test_dense_search_matches_brute_force(built: Settings, fake_embedder: HashEm
     settings = built.model_copy(update={"exact_search_limit": limit})
     _update(settings, fake_embedder, full=True)
     index = store.load(built.index, FAKE_MODEL)
-    assert index.manifest.search == (store.EXACT if limit > index.manifest.passages else store.APPROXIMATE)
+    assert index.manifest.search == (EXACT if limit > index.manifest.passages else APPROXIMATE)
     for question in ["How many employees signed the letter?", "Palantir runs on AWS", "ICE deportations"]:
         query = fake_embedder.encode([question])[0]
         rows, scores = index.search_dense(query, 5)
@@ -259,13 +273,13 @@ def test_dense_search_matches_brute_force(built: Settings, fake_embedder: HashEm
 def test_crossing_the_exact_limit_switches_the_dense_index(
     built: Settings, fake_embedder: HashEmbedder
 ) -> None:
-    passages = store.read_manifest(built.index).passages
+    passages = read_manifest(built.index).passages
     settings = built.model_copy(update={"exact_search_limit": passages})
     (built.corpus / "new-article.md").write_text(NEW_ARTICLE, encoding="utf-8")
     fake_embedder.encoded.clear()
     _update(settings, fake_embedder)
-    manifest = store.read_manifest(built.index)
-    assert manifest.search == store.APPROXIMATE and manifest.passages > passages
+    manifest = read_manifest(built.index)
+    assert manifest.search == APPROXIMATE and manifest.passages > passages
     index = store.load(built.index, FAKE_MODEL)
     new = [p for p in index.passages if p.article_id == "new-article"]
     # The IVF index is built from the stored vectors: only the new article's text was embedded.
@@ -280,7 +294,9 @@ def test_reading_the_manifest_does_not_import_numpy() -> None:
     import subprocess
     import sys
 
-    code = "import sys, bot.store, bot.indexer; print(sorted({'numpy', 'bm25s', 'faiss'} & set(sys.modules)))"
+    code = (
+        "import sys, bot.manifest, bot.status; print(sorted({'numpy', 'bm25s', 'faiss'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -290,7 +306,7 @@ def test_vector_file_reads_what_numpy_loads(tmp_path: Path) -> None:
     # whole array would.
     array = np.arange(50 * 3, dtype=np.float16).reshape(50, 3)
     np.save(tmp_path / "v.npy", array)
-    vectors = store.VectorFile(tmp_path / "v.npy")
+    vectors = VectorFile(tmp_path / "v.npy")
     assert vectors.shape == (50, 3) and len(vectors) == 50 and vectors.dtype == np.float16
     for key in [
         7,

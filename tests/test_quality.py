@@ -174,7 +174,7 @@ SQUAD_ARTICLES = ("apollo-program.txt", "black-death.txt", "huguenot.txt")
 @pytest.mark.skipif(not SQUAD.exists(), reason="the shared SQuAD kit is not beside this checkout")
 def test_fixed_squad_sample(tmp_path: Path) -> None:
     """Text nobody here wrote: 3 kit articles through the normal pipeline, 150 fixed questions."""
-    from bot.answer import open_engine
+    from bot.startup import open_engine
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.answer import Engine
 from bot.config import Settings
+from bot.engine import Engine
 from tests.readme_examples import examples, readme_examples
 
 FIX = "README.md shows output this code no longer prints: run `python -m tests.readme_examples`"

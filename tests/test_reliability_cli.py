@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from bot import store
 from bot.cli import app
 from bot.config import Settings
+from bot.manifest import CURRENT, DENSE, MANIFEST, PASSAGES, SENTENCES, current_version, read_manifest
 from tests.conftest import ROOT
 from tests.crash_runner import command, obey_file_permissions, permissions_bind
 from tests.fakes import FAKE_MODEL
@@ -158,7 +159,7 @@ def test_article_of_50_mb_dropped_into_the_corpus_is_skipped(
     assert result.exit_code == 0, result.output
     assert time.monotonic() - started < 30, "a 50 MB file must be refused, not read, chunked and embedded"
     assert "huge.txt: is 50 MB; articles over 5 MB are refused" in warnings(caplog)
-    manifest = store.read_manifest(built.index)
+    manifest = read_manifest(built.index)
     assert "huge" not in manifest.articles and "huge" in manifest.skipped
     assert len(manifest.articles) == 5
     assert tree(built.index) != index_before  # the skip is recorded, so the index is not stale
@@ -207,7 +208,7 @@ def test_malformed_front_matter_dropped_into_the_corpus_is_skipped(
     result = run(built, "index", "update")
     assert result.exit_code == 0, result.output
     assert "bomb.md: the front matter field" in warnings(caplog)
-    manifest = store.read_manifest(built.index)
+    manifest = read_manifest(built.index)
     assert "bomb" in manifest.skipped and len(manifest.to_json()) < 100_000
 
 
@@ -264,7 +265,7 @@ def test_unreadable_article_is_skipped_with_a_warning(built: Settings) -> None:
         secret.chmod(0o644)
     assert result.returncode == 0, result.stderr
     assert "private.md" in result.stderr.decode() and "Traceback" not in result.stderr.decode()
-    assert "private" not in store.read_manifest(built.index).articles
+    assert "private" not in read_manifest(built.index).articles
 
 
 def test_a_file_that_is_not_utf8_dropped_into_the_corpus_gets_one_warning_and_no_count(
@@ -348,7 +349,7 @@ def test_read_only_index_folder_with_a_changed_corpus_answers_from_the_index_as_
 
 
 def _rewrite_manifest(index: Path, **changes: object) -> None:
-    path = store.current_version(index) / store.MANIFEST
+    path = current_version(index) / MANIFEST
     data = json.loads(path.read_text(encoding="utf-8"))
     data.update(changes)
     path.write_text(json.dumps(data), encoding="utf-8")
@@ -368,30 +369,28 @@ def _flip_middle_bytes(path: Path) -> None:
 
 def _garbage_inside_passages(index: Path) -> None:
     # Same size, first and last lines intact (the load checks those): every line between is broken.
-    path = store.current_version(index) / store.PASSAGES
+    path = current_version(index) / PASSAGES
     lines = path.read_bytes().splitlines(keepends=True)
     broken = [line.replace(b'"text"', b"#text#", 1) for line in lines[1:-1]]
     path.write_bytes(b"".join([lines[0], *broken, lines[-1]]))
 
 
 DAMAGE = {
-    "faiss-truncated": lambda index: _truncate(store.current_version(index) / store.DENSE),
-    "faiss-garbage": lambda index: (store.current_version(index) / store.DENSE).write_bytes(
-        b"\xff" * (store.current_version(index) / store.DENSE).stat().st_size
+    "faiss-truncated": lambda index: _truncate(current_version(index) / DENSE),
+    "faiss-garbage": lambda index: (current_version(index) / DENSE).write_bytes(
+        b"\xff" * (current_version(index) / DENSE).stat().st_size
     ),
-    "faiss-missing": lambda index: (store.current_version(index) / store.DENSE).unlink(),
-    "passages-truncated": lambda index: _truncate(store.current_version(index) / store.PASSAGES),
+    "faiss-missing": lambda index: (current_version(index) / DENSE).unlink(),
+    "passages-truncated": lambda index: _truncate(current_version(index) / PASSAGES),
     "passages-garbage-inside": _garbage_inside_passages,
-    "sentence-vectors-truncated": lambda index: _truncate(store.current_version(index) / store.SENTENCES),
-    "sentence-vectors-altered": lambda index: _flip_middle_bytes(
-        store.current_version(index) / store.SENTENCES
-    ),
-    "manifest-not-json": lambda index: (store.current_version(index) / store.MANIFEST).write_text("{oops"),
+    "sentence-vectors-truncated": lambda index: _truncate(current_version(index) / SENTENCES),
+    "sentence-vectors-altered": lambda index: _flip_middle_bytes(current_version(index) / SENTENCES),
+    "manifest-not-json": lambda index: (current_version(index) / MANIFEST).write_text("{oops"),
     "manifest-other-model": lambda index: _rewrite_manifest(index, model="another-model"),
     "manifest-older-format": lambda index: _rewrite_manifest(index, format_version=1),
     "manifest-newer-format": lambda index: _rewrite_manifest(index, format_version=999),
-    "current-names-nothing": lambda index: (index / store.CURRENT).write_text("v-gone\n"),
-    "current-points-outside": lambda index: (index / store.CURRENT).write_text("../../etc\n"),
+    "current-names-nothing": lambda index: (index / CURRENT).write_text("v-gone\n"),
+    "current-points-outside": lambda index: (index / CURRENT).write_text("../../etc\n"),
 }
 
 

@@ -19,9 +19,10 @@ from collections import Counter
 from pathlib import Path
 
 from bot import store
-from bot.answer import Engine
 from bot.config import Settings
 from bot.corpus import corpus_hashes
+from bot.engine import Engine
+from bot.manifest import CURRENT, read_manifest
 from tests.crash_runner import command
 from tests.fakes import FAKE_MODEL, HashEmbedder
 
@@ -35,12 +36,12 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 def live_version(index: Path) -> str:
-    return (index / store.CURRENT).read_text(encoding="utf-8").strip()
+    return (index / CURRENT).read_text(encoding="utf-8").strip()
 
 
 def leftovers(index: Path) -> list[str]:
     """Half-written versions and pointer files of an interrupted run."""
-    return sorted(p.name for p in index.iterdir() if p.name.startswith((".build-", f".{store.CURRENT}.")))
+    return sorted(p.name for p in index.iterdir() if p.name.startswith((".build-", f".{CURRENT}.")))
 
 
 def start(settings: Settings, args: list[str]) -> subprocess.Popen[bytes]:
@@ -94,7 +95,7 @@ def test_sigkill_during_build_and_update_never_leaves_a_broken_index(built: Sett
         corpus_before = tree(built.corpus)
         leftovers_before = set(leftovers(built.index))
         version_before = live_version(built.index)
-        articles_before = set(store.read_manifest(built.index).articles)
+        articles_before = set(read_manifest(built.index).articles)
 
         process = start(built, args)
         if (kill // 2) % 2 == 0:  # build and update each get both kinds of kill

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from bot import store
 from bot.cli import app
 from bot.config import Settings
+from bot.manifest import read_manifest
 from tests.conftest import ROOT
 from tests.fakes import FAKE_MODEL
 
@@ -118,7 +119,7 @@ def test_hostile_article_names_land_inside_the_corpus_and_run_nothing(
     assert not added.name.startswith(".") and added.stem.lower() != "readme", "it must be indexed, not hidden"
     assert files_under(tmp_path, leaving_out=(built.corpus, built.index)) == outside_before
     assert not list(tmp_path.rglob("PWNED")) and not (ROOT / "PWNED").exists()
-    assert added.stem in store.read_manifest(built.index).articles
+    assert added.stem in read_manifest(built.index).articles
 
 
 def test_an_article_given_as_dot_dot_path_is_copied_in_under_its_own_name(
@@ -130,7 +131,7 @@ def test_an_article_given_as_dot_dot_path_is_copied_in_under_its_own_name(
     result = run(built, "add", str(deep / ".." / ".." / "x.md"))
     assert result.exit_code == 0, result.output
     assert (built.corpus / "x.md").is_file()
-    assert "x" in store.read_manifest(built.index).articles
+    assert "x" in read_manifest(built.index).articles
 
 
 def test_symlinks_in_the_corpus_that_lead_outside_are_refused(

@@ -28,9 +28,10 @@ from urllib.parse import quote
 import pytest
 from aiohttp import web
 
-from bot.answer import Engine, open_engine
 from bot.config import Settings, TelegramSettings
-from bot.telegram_app import build_application, webhook_options
+from bot.engine import Engine
+from bot.startup import open_engine
+from bot.telegram.app import build_application, webhook_options
 from tests.crash_runner import command
 from tests.fake_bot_api import (
     ADMIN,
@@ -153,7 +154,7 @@ def test_a_flood_from_one_user_gets_its_allowance_and_one_notice(
     api.send_text(PALANTIR, chat=BOB_PRIVATE, user=BOB)
     api.wait_for("sendMessage", lambda c: c.ok and c.chat_id == BOB_PRIVATE["id"], since=mark)
     api.wait_for("sendMessage", lambda c: c.ok and c.chat_id == PRIVATE["id"], since=mark, count=6)
-    time.sleep(1.0)  # anything more for the flood would have been sent by now
+    bot.wait_idle(api)  # every update handled: anything more for the flood would have been sent
     alice = [squash(c.result["text"]) for c in api.sent_to(PRIVATE["id"], mark)]
     assert sum("faster than I can answer" in text for text in alice) == 1
     assert sum("[1]" in text for text in alice) == 5 and len(alice) == 6
@@ -172,7 +173,7 @@ def test_a_hundred_users_at_once_each_get_exactly_one_answer(
         api.send_text(f"{PALANTIR} ({n})", chat=chat, user=user)
     ids = {chat["id"] for chat, _ in users}
     api.wait_for("sendMessage", lambda c: c.ok and c.chat_id in ids, since=mark, count=100, timeout=120)
-    time.sleep(0.5)
+    bot.wait_idle(api)
     sent = answers_per_chat(api, mark)
     assert {chat_id: sent[chat_id] for chat_id in ids} == dict.fromkeys(ids, 1)
     assert all("[1]" in c.result["text"] for c in api.calls("sendMessage", mark) if c.chat_id in ids)
@@ -200,7 +201,7 @@ def test_get_updates_failures_lose_and_repeat_nothing(
     mark = api.mark()
     api.send_text(PALANTIR)
     api.wait_for("sendMessage", lambda c: c.ok and c.chat_id == PRIVATE["id"], since=mark, timeout=60)
-    time.sleep(0.5)
+    bot.wait_idle(api)
     assert answers_per_chat(api, mark)[PRIVATE["id"]] == 1
     assert api.rejected() == []
     still_answering(api, bot)
@@ -230,7 +231,7 @@ def test_a_connection_dropped_mid_poll_loses_and_repeats_nothing(
     api.send_text(PALANTIR, chat=BOB_PRIVATE, user=BOB)
     for chat in (PRIVATE, BOB_PRIVATE):
         api.wait_for("sendMessage", lambda c, i=chat["id"]: c.ok and c.chat_id == i, since=mark, timeout=60)
-    time.sleep(0.5)
+    bot.wait_idle(api)
     assert api.dropped, "no poll was cut: the test did not test anything"
     sent = answers_per_chat(api, mark)
     assert (sent[PRIVATE["id"]], sent[BOB_PRIVATE["id"]]) == (1, 1)
@@ -296,7 +297,7 @@ def test_forged_and_stale_buttons_are_answered_and_change_nothing(
     still_answering(api, bot)
 
 
-def _press_more_twice(api: FakeBotApi) -> list[str]:
+def _press_more_twice(api: FakeBotApi, bot: BotThread) -> list[str]:
     """Ask, then tap the answer's More button twice in a row; the citation numbers sent after the taps."""
     mark = api.mark()
     api.send_text(PALANTIR)
@@ -306,7 +307,7 @@ def _press_more_twice(api: FakeBotApi) -> list[str]:
     mark = api.mark()
     first, second = api.press(answer.result, more), api.press(answer.result, more)
     api.wait_for("answerCallbackQuery", since=mark, count=2)
-    time.sleep(0.5)
+    bot.wait_idle(api)
     assert api.query_answer(first) is not None and api.query_answer(second) is not None
     return [n for c in api.sent_to(PRIVATE["id"], mark) for n in re.findall(r"\[(\d+)\]", c.result["text"])]
 
@@ -315,7 +316,7 @@ def test_more_tapped_twice_never_shows_a_citation_twice(
     api: FakeBotApi, start_bot: Callable[..., BotThread]
 ) -> None:
     bot = start_bot()
-    shown = _press_more_twice(api)
+    shown = _press_more_twice(api, bot)
     assert "4" in shown and len(shown) == len(set(shown)), shown
     still_answering(api, bot)
 
@@ -323,8 +324,8 @@ def test_more_tapped_twice_never_shows_a_citation_twice(
 def test_more_tapped_twice_makes_no_request_telegram_refuses(
     api: FakeBotApi, start_bot: Callable[..., BotThread]
 ) -> None:
-    start_bot()
-    _press_more_twice(api)
+    bot = start_bot()
+    _press_more_twice(api, bot)
     assert api.rejected() == []
 
 
@@ -359,7 +360,7 @@ def test_reindex_while_questions_stream_in_answers_each_from_the_old_or_the_new_
         api.send_text(asked[chat["id"]], chat=chat, user=user)
     ids = set(asked)
     api.wait_for("sendMessage", lambda c: c.ok and c.chat_id in ids, since=mark, count=len(ids), timeout=120)
-    time.sleep(0.5)
+    bot.wait_idle(api)
 
     new_engine = open_engine(built)
     new = {q: [c.quote for c in new_engine.answer(q, 9).citations[:3]] for q in questions}
@@ -417,7 +418,7 @@ def test_webhook_without_a_configured_secret_still_refuses_requests_without_one(
     api: FakeBotApi, start_bot: Callable[..., BotThread]
 ) -> None:
     port = _free_port()
-    start_bot(
+    bot = start_bot(
         webhook=True,
         webhook_url="https://bot.example.org/hook",
         webhook_listen="127.0.0.1",
@@ -432,7 +433,7 @@ def test_webhook_without_a_configured_secret_still_refuses_requests_without_one(
     assert _post(url, update, plain) == 403
     assert _post(url, update, {**plain, "X-Telegram-Bot-Api-Secret-Token": ""}) == 403
     assert _post(url, update, {**plain, "X-Telegram-Bot-Api-Secret-Token": secret[:-1]}) == 403
-    time.sleep(0.5)
+    bot.wait_idle(api)
     assert api.sent_to(PRIVATE["id"], mark) == [], "a refused update is not answered"
     assert _post(url, update, {**plain, "X-Telegram-Bot-Api-Secret-Token": secret}) == 200
     api.wait_for("sendMessage", lambda c: c.ok and c.chat_id == PRIVATE["id"], since=mark)

@@ -86,7 +86,7 @@ def test_token_f1_is_squads() -> None:
 
 
 def test_the_measurement_runs_through_a_real_engine(tmp_path: Path, fake_embedder) -> None:  # type: ignore[no-untyped-def]
-    from bot.answer import open_engine
+    from bot.startup import open_engine
 
     kit = _kit(tmp_path / "kit")
     cases = write_reduced_kit(

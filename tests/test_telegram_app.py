@@ -9,21 +9,11 @@ import pytest
 from pydantic import SecretStr
 from telegram import Bot, Update
 
-from bot.config import TelegramSettings
+from bot.config import TelegramSettings, load_telegram_settings
 from bot.errors import BadInputError
-from bot.telegram_app import (
-    AddressedToBot,
-    bot_token,
-    command_argument,
-    has_words,
-    protect_secret,
-    redact,
-    result_id,
-    shorten_polling_errors,
-    strip_mention,
-    telegram_settings,
-    webhook_options,
-)
+from bot.telegram.app import webhook_options
+from bot.telegram.chat import AddressedToBot, command_argument, has_words, result_id, strip_mention
+from bot.telegram.redact import protect_secret, redact, shorten_polling_errors
 from tests.fake_bot_api import BOT, GROUP, TOKEN, FakeBotApi
 
 
@@ -85,19 +75,19 @@ def test_a_group_message_is_addressed_by_mention_or_reply() -> None:
 
 
 def test_token_shape_is_checked_without_echoing_it() -> None:
-    assert bot_token(settings(bot_token=f" {TOKEN} ")) == TOKEN
+    assert settings(bot_token=f" {TOKEN} ").checked_token() == TOKEN
     with pytest.raises(BadInputError, match="not set"):
-        bot_token(settings(bot_token=None))
+        settings(bot_token=None).checked_token()
     for bad in ("123:abc", "abc:" + "x" * 35, TOKEN + "!"):
         with pytest.raises(BadInputError) as caught:
-            bot_token(settings(bot_token=bad))
+            settings(bot_token=bad).checked_token()
         assert bad not in str(caught.value)
 
 
 def test_invalid_settings_are_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TELEGRAM_RATE_LIMIT_PER_MINUTE", "0")
     with pytest.raises(BadInputError, match="TELEGRAM_RATE_LIMIT_PER_MINUTE"):
-        telegram_settings()
+        load_telegram_settings()
 
 
 def test_webhook_options_listen_on_the_urls_path_with_a_secret() -> None:

@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 
-from bot.answer import Engine, open_engine
 from bot.config import Settings, TelegramSettings
-from bot.telegram_app import EXAMPLES, build_application, webhook_options
-from bot.telegram_state import Shown
+from bot.engine import Engine
+from bot.startup import open_engine
+from bot.telegram.app import build_application, webhook_options
+from bot.telegram.chat import EXAMPLES
+from bot.telegram.state import Shown
 from tests.fake_bot_api import (
     ADMIN,
     ADMIN_PRIVATE,
@@ -107,14 +109,15 @@ def reply_to(api: FakeBotApi, chat: dict[str, Any], since: int, count: int = 1) 
     return api.wait_for("sendMessage", lambda c: c.chat_id == chat["id"], since=since, count=count)
 
 
-def settle(api: FakeBotApi, chat: dict[str, Any], user: dict[str, Any] = ALICE) -> None:
-    """Send /help and wait for its reply: updates sent before it have been handled (or ignored) by then."""
+def settle(api: FakeBotApi, bot: BotThread, chat: dict[str, Any], user: dict[str, Any] = ALICE) -> None:
+    """Send /help and wait for its reply, then until every update is handled: a reply to an update
+    sent before would have been sent by then."""
     mark = api.mark()
     api.send_text("/help", chat=chat, user=user)
     api.wait_for(
         "sendMessage", lambda c: c.chat_id == chat["id"] and "How to ask" in c.result["text"], since=mark
     )
-    time.sleep(0.3)  # a reply to an earlier update would have been sent well within this
+    bot.wait_idle(api)
 
 
 # --- start-up -----------------------------------------------------------------------------------
@@ -179,7 +182,7 @@ def test_group_answers_ask_mentions_and_replies_and_ignores_chatter(api: FakeBot
     first, _ = reply_to(api, GROUP, mark, count=2)
     follow_up = api.send_text("Who wrote the letter?", chat=GROUP, user=BOB, reply_to=first.result)
     reply_to(api, GROUP, mark, count=3)
-    settle(api, GROUP)
+    settle(api, bot, GROUP)
 
     sent = api.sent_to(GROUP["id"], mark)
     answered = {c.params["reply_parameters"]["message_id"] for c in sent}
@@ -258,7 +261,7 @@ def test_edited_messages_are_ignored(api: FakeBotApi, bot: BotThread) -> None:
     question = api.message("What does Palantr run on?")  # never delivered as new: only its edit is
     mark = api.mark()
     api.edit(question, PALANTIR)
-    settle(api, PRIVATE)
+    settle(api, bot, PRIVATE)
     assert len(api.sent_to(PRIVATE["id"], mark)) == 1, "only /help was answered"
     assert api.rejected() == []
 
@@ -477,7 +480,7 @@ def test_a_failing_handler_is_logged_and_the_user_told(
     api.send_text(PALANTIR)
     (told,) = api.wait_for("sendMessage", lambda c: c.ok, since=mark)
     assert "something went wrong" in told.result["text"]
-    failures = [r for r in caplog.records if r.name == "bot.telegram_app" and r.levelno == logging.ERROR]
+    failures = [r for r in caplog.records if r.name == "bot.telegram.handlers" and r.levelno == logging.ERROR]
     assert failures and failures[0].exc_info is not None
     assert "Traceback" not in told.result["text"]
     assert api.rejected() == []
@@ -524,14 +527,14 @@ def test_a_slow_question_does_not_hold_up_others(
 def test_per_user_rate_limit_replies_politely_once(
     api: FakeBotApi, start_bot: Callable[..., BotThread]
 ) -> None:
-    start_bot(rate_limit_per_minute=2)
+    bot = start_bot(rate_limit_per_minute=2)
     mark = api.mark()
     for _ in range(4):
         api.send_text(PALANTIR)
     api.send_text(PALANTIR, chat=BOB_PRIVATE, user=BOB)
     reply_to(api, BOB_PRIVATE, mark)
     reply_to(api, PRIVATE, mark, count=3)
-    time.sleep(0.5)
+    bot.wait_idle(api)
     alice = api.sent_to(PRIVATE["id"], mark)
     polite = [c for c in alice if "faster than I can answer" in c.result["text"]]
     assert len(alice) == 3 and len(polite) == 1, "two answers, one notice, then silence"

@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from bot import telegram_render as render
 from bot.models import Answer, Citation, Source
+from bot.telegram import render
 from tests.fake_bot_api import EntityError, parse_html
 
 NASTY = "Tags <b>bold</b> & <script>x</script> \"quotes\" 'single' &amp; &lt; 👩‍👩‍👧 𝔘nicode < > &"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot import telegram_state as state
 from bot.models import Answer, Citation
+from bot.telegram import state
 
 
 class Clock:
@@ -132,7 +132,7 @@ def test_a_note_brings_the_citations_it_compares_and_waits_for_them() -> None:
 
 def test_conversations_remember_the_last_answer_per_chat_and_forget_the_oldest() -> None:
     from bot.models import Answer
-    from bot.telegram_state import Conversations
+    from bot.telegram.state import Conversations
 
     conversations = Conversations(capacity=2)
     first, second, third = (Answer(f"q{i}", True, "none", ()) for i in range(3))

@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.answer import open_engine
 from bot.api import create_app
 from bot.config import ServeSettings, Settings
 from bot.indexer import update_from_settings
+from bot.startup import open_engine
 from tests.test_serve import free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

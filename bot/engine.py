@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,9 +17,8 @@ from bot import store
 from bot.cite import Group, conflicting_sentence, disagree, shared_wording, stated_figures
 from bot.config import Settings
 from bot.embed import Embedder, load_embedder
-from bot.errors import BadInputError, IndexCorruptError, IndexError_, IndexMismatchError, IndexMissingError
+from bot.errors import BadInputError
 from bot.followup import resolve_followup
-from bot.indexer import Freshness, describe_changes, freshness, update_from_settings
 from bot.models import Answer, AnswerSpan, Citation, Hit, Source
 from bot.quote import choose_quote
 from bot.reader import Question as ReaderQuestion
@@ -282,48 +280,7 @@ def _summary(citations: list[Citation]) -> str:
     return f"“{top.quote}” [1]{reported}"
 
 
-def open_engine(
-    settings: Settings, notify: Callable[[str], None] = log.info, progress: bool = False
-) -> Engine:
-    """Load the model and the index, first building or updating the index if the corpus changed.
-
-    A new user's first question just works: a missing index is built, a stale one updated, and
-    `notify` is told so. A corrupt index or one built with another model is an error to fix. A stale
-    index that cannot be updated here (a read-only volume, another writer busy) still answers, as
-    built, with a warning: the articles it has are better than no answer.
-    """
-    embedder = load_embedder(settings.model)
-    try:
-        manifest: store.Manifest | None = store.read_manifest(settings.index)
-    except IndexMissingError:
-        manifest = None
-    if manifest is None:
-        notify(f"No index yet: building it from {settings.corpus}/ (once)…")
-        return _updated(settings, embedder, progress, notify)
-    if manifest.model != embedder.name:
-        store.load(settings.index, embedder.name)  # raises the mismatch error with its advice
-    fresh = freshness(settings.corpus, manifest)
-    same_chunks = (manifest.chunk_tokens, manifest.chunk_overlap) == (
-        settings.chunk_tokens,
-        settings.chunk_overlap,
-    )
-    if not fresh.stale and same_chunks:
-        return Engine(store.load(settings.index, embedder.name), embedder)
-    notify(f"The corpus changed since the index was built: updating it ({_describe(fresh)})…")
-    try:
-        return _updated(settings, embedder, progress, notify)
-    except (IndexCorruptError, IndexMismatchError):
-        raise
-    except IndexError_ as exc:  # not writable, or another writer busy: the index itself is sound
-        log.warning("could not update the index (%s); answering from the index as it was built", exc)
-        return Engine(store.load(settings.index, embedder.name), embedder)
-
-
-def _updated(settings: Settings, embedder: Embedder, progress: bool, notify: Callable[[str], None]) -> Engine:
-    report = update_from_settings(settings, embedder, progress=progress)
-    notify(f"Index ready: {report.articles} articles, {report.passages} passages.")
+def load_engine(settings: Settings, embedder: Embedder | None = None) -> Engine:
+    """The engine over the live index, as it is (`bot.startup.ensure_index` brings it up to date)."""
+    embedder = embedder or load_embedder(settings.model)
     return Engine(store.load(settings.index, embedder.name), embedder)
-
-
-def _describe(fresh: Freshness) -> str:
-    return describe_changes(fresh) or "chunking settings changed"

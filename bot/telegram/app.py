@@ -1,0 +1,129 @@
+"""The Telegram front end's wiring: the python-telegram-bot Application with the handlers, log
+redaction and flood limits, run by long polling or as a webhook server. Only bot/telegram/ imports
+`telegram`; the CLI imports this module lazily."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from typing import Any
+from urllib.parse import urlsplit
+
+from telegram import LinkPreviewOptions
+from telegram.constants import ParseMode
+from telegram.error import InvalidToken, NetworkError, TelegramError
+from telegram.ext import Application, ApplicationBuilder, Defaults
+
+from bot.config import Settings, TelegramSettings
+from bot.engine import Engine
+from bot.errors import BadInputError, ProtestBotError
+from bot.telegram.handlers import BotState, Handlers
+from bot.telegram.limits import NETWORK_BACKOFF_SECONDS, NETWORK_RETRIES, RetryingRateLimiter
+from bot.telegram.redact import protect_secret, redact, shorten_polling_errors
+
+log = logging.getLogger(__name__)
+
+# Telegram's rule for setWebhook's secret_token.
+WEBHOOK_SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+# Only what the handlers use: Telegram then does not send edits, member changes and the like at all.
+ALLOWED_UPDATES = ("message", "inline_query", "callback_query")
+
+
+class TelegramStartError(ProtestBotError):
+    """The bot could not start: the Bot API rejected the token or could not be reached."""
+
+
+def webhook_options(tg: TelegramSettings) -> dict[str, Any]:
+    """Arguments for PTB's webhook server: where to listen, the public URL, and the secret Telegram echoes."""
+    url = (tg.webhook_url or "").strip()
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.netloc:
+        raise BadInputError("the webhook URL must be a public https URL (Telegram only calls https webhooks)")
+    # Without a configured secret, a random one still proves that updates come from Telegram.
+    secret = tg.webhook_secret.get_secret_value() if tg.webhook_secret else secrets.token_urlsafe(32)
+    if not WEBHOOK_SECRET_SHAPE.fullmatch(secret):
+        raise BadInputError("TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+    protect_secret(secret)
+    return {
+        "listen": tg.webhook_listen,
+        "port": tg.webhook_port,
+        "url_path": parts.path.lstrip("/"),
+        "webhook_url": url,
+        "secret_token": secret,
+    }
+
+
+def build_application(
+    settings: Settings,
+    tg: TelegramSettings,
+    engine: Engine | None = None,
+    network_retries: int = NETWORK_RETRIES,
+    backoff: float = NETWORK_BACKOFF_SECONDS,
+) -> Application:
+    """The PTB Application with every handler; without `engine`, one is opened once the token is accepted."""
+    token = tg.checked_token()
+    protect_secret(token)
+    shorten_polling_errors()
+    handlers = Handlers(BotState(settings, tg, engine))
+    app = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(tg.checked_api_base_url())
+        .concurrent_updates(True)
+        .rate_limiter(RetryingRateLimiter(network_retries=network_retries, backoff=backoff))
+        .defaults(
+            Defaults(
+                parse_mode=ParseMode.HTML,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+                allow_sending_without_reply=True,
+            )
+        )
+        .post_init(handlers.post_init)
+        .build()
+    )
+    handlers.install(app)
+    return app
+
+
+def run(settings: Settings, tg: TelegramSettings) -> None:
+    """Run the bot until Ctrl-C or SIGTERM: long polling, or a webhook server when a webhook URL is set."""
+    _configure_logging()
+    # run_polling/run_webhook close their event loop when they return: a fresh one lets run() be
+    # called again in the same process (the CLI tests do).
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    app = build_application(settings, tg)
+    where = redact(tg.checked_api_base_url())
+    try:
+        if tg.webhook_url:
+            options = webhook_options(tg)
+            log.info("starting: webhook %s on %s:%s", tg.webhook_url, tg.webhook_listen, tg.webhook_port)
+            app.run_webhook(**options, allowed_updates=list(ALLOWED_UPDATES))
+        else:
+            log.info("starting: long polling %s", where)
+            app.run_polling(allowed_updates=list(ALLOWED_UPDATES))
+    except InvalidToken:
+        raise TelegramStartError(
+            f"the Bot API at {where} rejected TELEGRAM_BOT_TOKEN: check it with @BotFather"
+        ) from None
+    except NetworkError as exc:
+        raise TelegramStartError(f"cannot reach the Bot API at {where}: {redact(str(exc))}") from None
+    except TelegramError as exc:
+        raise TelegramStartError(
+            f"the Bot API at {where} refused to start the bot: {redact(str(exc))}"
+        ) from None
+    except ProtestBotError:
+        raise
+    except Exception as exc:
+        if redact(str(exc)) == str(exc):
+            raise
+        raise TelegramStartError(f"unexpected {type(exc).__name__}: {redact(str(exc))}") from None
+
+
+def _configure_logging() -> None:
+    """A long-running bot logs what it does (and feedback) at INFO; httpx stays quiet: URLs hold the token."""
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        logging.getLogger("bot").setLevel(logging.INFO)
+    httpx = logging.getLogger("httpx")
+    httpx.setLevel(max(httpx.getEffectiveLevel(), logging.WARNING))
