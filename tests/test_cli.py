@@ -363,7 +363,7 @@ def test_piped_chat_prints_answers_without_prompts(built: Settings) -> None:
 def test_chat_at_a_terminal_shows_the_banner_and_prompts(
     built: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bot.cli._stdin_is_terminal", lambda: True)
+    monkeypatch.setattr("bot.cli_ask.stdin_is_terminal", lambda: True)
     result = run(built, "chat", input="What does Palantir run on?\n")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("Ask about the June 2018 Amazon employee protest.")

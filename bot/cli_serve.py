@@ -1,0 +1,104 @@
+"""The long-running front ends: `telegram` (the bot) and `serve` (the HTTP API and web page)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from bot.cli_common import handles_errors
+from bot.errors import BadInputError
+
+
+@handles_errors
+def telegram(
+    ctx: typer.Context,
+    api_base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Bot API server; the token is appended. For self-hosted servers and tests.",
+            metavar="URL",
+            envvar="TELEGRAM_API_BASE_URL",
+            show_default="https://api.telegram.org/bot",
+        ),
+    ] = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Public https URL: a webhook instead of polling.",
+            envvar="TELEGRAM_WEBHOOK_URL",
+            metavar="URL",
+        ),
+    ] = None,
+    webhook_listen: Annotated[
+        str | None,
+        typer.Option(
+            help="Webhook server address.",
+            envvar="TELEGRAM_WEBHOOK_LISTEN",
+            show_default="0.0.0.0",
+            metavar="ADDRESS",
+        ),
+    ] = None,
+    webhook_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Webhook server port.", envvar="TELEGRAM_WEBHOOK_PORT", show_default="8443", metavar="PORT"
+        ),
+    ] = None,
+    rate_limit: Annotated[
+        int | None,
+        typer.Option(
+            help="Questions per user per minute.",
+            envvar="TELEGRAM_RATE_LIMIT_PER_MINUTE",
+            show_default="20",
+            metavar="N",
+        ),
+    ] = None,
+) -> None:
+    """Run the Telegram bot (token from TELEGRAM_BOT_TOKEN, secrets from the environment or .env)."""
+    from bot.config import load_telegram_settings
+    from bot.telegram.app import run
+
+    options = {"api_base_url": api_base_url, "webhook_url": webhook_url, "webhook_listen": webhook_listen}
+    tg = load_telegram_settings(**options, webhook_port=webhook_port, rate_limit_per_minute=rate_limit)
+    run(ctx.obj, tg)
+
+
+@handles_errors
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Address to bind; anything but loopback needs PROTEST_BOT_API_TOKEN.",
+            envvar="PROTEST_BOT_HOST",
+            show_default="127.0.0.1",
+            metavar="HOST",
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port to bind.",
+            envvar="PROTEST_BOT_PORT",
+            show_default="8000",
+            min=0,
+            max=65535,
+            metavar="PORT",
+        ),
+    ] = None,
+) -> None:
+    """Serve the HTTP API and web page: /ask, /sources, /status, /healthz, /docs, and / in a browser."""
+    from pydantic import ValidationError
+
+    from bot.config import ServeSettings
+    from bot.serve import run
+
+    options = {"host": host, "port": port}
+    try:
+        serve_settings = ServeSettings(**{k: v for k, v in options.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise BadInputError(f"invalid setting {where}: {first['msg']}") from None
+    run(ctx.obj, serve_settings)

@@ -1,0 +1,80 @@
+"""`ask` and `chat` with --server: the same output through a running `protest-bot serve`, whose model
+is already loaded. Unreachable servers raise `ServerUnreachable`; the caller then answers here."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+import typer
+
+from bot.cli_common import err, out, tolerant_stdin
+from bot.errors import BadInputError
+
+
+def server_client(server: str | None):  # type: ignore[no-untyped-def]
+    """A client of the server at `server`, or None to answer in-process."""
+    if not server:
+        return None
+    from bot.api_client import ApiClient
+    from bot.config import ServeSettings
+
+    token = ServeSettings().api_token
+    return ApiClient(server, token.get_secret_value() if token else None)
+
+
+def server_unreachable() -> type[Exception]:
+    """The exception a client raises when no server answers (imported late: `--help` stays fast)."""
+    from bot.api_client import ServerUnreachable
+
+    return ServerUnreachable
+
+
+def ask_server(client, question: str, k: int, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    """`ask` through the server: the same output, the model already loaded there."""
+    from bot.api_client import answer_from_dict
+    from bot.render import answer_markup
+
+    if as_json and question == "-":
+        _ask_stream_server(client, k)
+        return
+    data = client.ask(question, k)
+    if as_json:
+        out.print(json.dumps(data, ensure_ascii=False), markup=False)
+    else:
+        out.print(answer_markup(answer_from_dict(data)))
+
+
+def _ask_stream_server(client, k: int) -> None:  # type: ignore[no-untyped-def]
+    client.check()  # unreachable: answer in-process before any line is read
+    failures = 0
+    tolerant_stdin()
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = client.ask(line, k)
+        except BadInputError as exc:
+            err.print(f"error: line {number}: {exc}", markup=False)
+            failures += 1
+            continue
+        out.print(json.dumps(data, ensure_ascii=False), markup=False)
+    if failures:
+        raise typer.Exit(2)
+
+
+def server_chat(client, k: int):  # type: ignore[no-untyped-def]
+    """chat's question → answer through the server, follow-ups included."""
+    from bot.api_client import answer_from_dict
+    from bot.followup import resolve_followup
+
+    def ask(question: str, previous):  # type: ignore[no-untyped-def]
+        earlier = {"question": previous.question, "query": previous.query} if previous else None
+        answer = answer_from_dict(client.ask(question, k, earlier))
+        # The server searched the question with the one before when it follows it; keeping that
+        # text here lets a follow-up of a follow-up be read as it would be in-process.
+        query = resolve_followup(answer.question, previous.query if previous else None)
+        return dataclasses.replace(answer, query=query)
+
+    return ask
