@@ -104,13 +104,13 @@ class Bench:
     def __init__(
         self, plan: Plan, cache_dir: Path, work_dir: Path | None = None, fresh: bool = False
     ) -> None:
-        from bot.config import Settings
+        from bot.config import load_settings
         from bot.embed import load_embedder
 
         self.plan = plan
         self.cache_dir = cache_dir
         self.fresh = fresh
-        self.settings = Settings()
+        self.settings = load_settings()
         self.work = work_dir or Path(
             os.environ.get("PROTEST_BOT_BENCH_WORK", cache_dir / "work" / f"run-{os.getpid()}")
         )

@@ -76,17 +76,15 @@ def configure(
         stream=sys.stderr,
     )
     _quiet_libraries(verbose)
-    from bot.config import Settings  # here, not at the top: `--help` needs no pydantic (0.1 s)
+    from bot.config import load_settings  # here, not at the top: `--help` needs no pydantic (0.1 s)
+    from bot.errors import BadInputError
 
-    options = {"corpus": corpus, "index": index, "model": model}
     try:
-        ctx.obj = Settings(**{k: v for k, v in options.items() if v is not None})
-    except ValueError as exc:
-        err.print(
-            f"error: invalid setting: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}",
-            markup=False,
-        )
-        raise typer.Exit(2) from None
+        ctx.obj = load_settings(message="invalid setting: {msg}", corpus=corpus, index=index, model=model)
+    except BadInputError as exc:
+        # Not through handles_errors: a callback's error must end the run before any command starts.
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(exc.exit_code) from None
 
 
 def _quiet_libraries(verbose: bool) -> None:

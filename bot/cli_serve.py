@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from bot.cli_common import handles_errors
-from bot.errors import BadInputError
 
 
 @handles_errors
@@ -89,16 +88,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the HTTP API and web page: /ask, /sources, /status, /healthz, /docs, and / in a browser."""
-    from pydantic import ValidationError
-
-    from bot.config import ServeSettings
+    from bot.config import ServeSettings, load_settings
     from bot.serve import run
 
-    options = {"host": host, "port": port}
-    try:
-        serve_settings = ServeSettings(**{k: v for k, v in options.items() if v is not None})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise BadInputError(f"invalid setting {where}: {first['msg']}") from None
-    run(ctx.obj, serve_settings)
+    run(ctx.obj, load_settings(ServeSettings, host=host, port=port))

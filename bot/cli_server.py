@@ -18,9 +18,9 @@ def server_client(server: str | None):  # type: ignore[no-untyped-def]
     if not server:
         return None
     from bot.api_client import ApiClient
-    from bot.config import ServeSettings
+    from bot.config import ServeSettings, load_settings
 
-    token = ServeSettings().api_token
+    token = load_settings(ServeSettings).api_token
     return ApiClient(server, token.get_secret_value() if token else None)
 
 

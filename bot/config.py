@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -109,12 +109,7 @@ TOKEN_SHAPE = re.compile(r"\d{1,20}:[A-Za-z0-9_-]{30,100}")
 
 def load_telegram_settings(**overrides: object) -> TelegramSettings:
     """TelegramSettings from options (those not None), environment and .env; one clear error if invalid."""
-    try:
-        return TelegramSettings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "value"
-        raise BadInputError(f"invalid Telegram setting TELEGRAM_{where.upper()}: {first['msg']}") from None
+    return load_settings(TelegramSettings, "invalid Telegram setting TELEGRAM_{WHERE}: {msg}", **overrides)
 
 
 def canonical_model_name(model: str) -> str:
@@ -155,3 +150,27 @@ class ServeSettings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+
+SettingsKind = TypeVar("SettingsKind", bound=BaseSettings)
+
+
+def load_settings(
+    kind: type[SettingsKind] = Settings,  # type: ignore[assignment]
+    message: str = "invalid setting {where}: {msg}",
+    **overrides: object,
+) -> SettingsKind:
+    """`kind` from options (those not None), environment and .env, in that order of precedence.
+
+    Invalid values raise BadInputError with `message`, formatted with the first problem: `{msg}`
+    pydantic's words, `{where}` the field (`{WHERE}` upper-cased, for environment variable names).
+    Each front end keeps the wording its users and tests know.
+    """
+    try:
+        return kind(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "value"
+        raise BadInputError(message.format(where=where, WHERE=where.upper(), msg=first["msg"])) from None
+    except ValueError as exc:  # pydantic-settings' own errors (a .env it cannot parse) carry no list
+        raise BadInputError(message.format(where="value", WHERE="VALUE", msg=exc)) from None

@@ -441,20 +441,20 @@ def logistic_dict(model: Logistic) -> dict[str, object]:
 
 def our_cases_from(args: argparse.Namespace, path: Path, progress: Callable[[str], None]) -> list[Case]:
     """One question set of ours, read with a neutral reader (features do not depend on the fit)."""
-    from bot.config import Settings
+    from bot.config import load_settings
     from bot.startup import open_engine
 
     progress(f"reading {path} for the ablation…")
-    engine = open_engine(Settings())
+    engine = open_engine(load_settings())
     engine.reader = ReaderModel.neutral()
     return our_cases(engine, path.parent, (path.name,))
 
 
 def collect_all(args: argparse.Namespace, progress: Callable[[str], None]) -> list[Case]:
-    from bot.config import Settings
+    from bot.config import load_settings
     from bot.startup import open_engine
 
-    settings = Settings()
+    settings = load_settings()
     progress("reading our question sets…")
     engine = open_engine(settings)
     engine.reader = ReaderModel.neutral()
