@@ -50,7 +50,7 @@ def _update(settings: Settings, full: bool) -> None:
     from bot.indexer import describe_changes, update_from_settings
 
     report = update_from_settings(
-        settings, load_embedder(settings.model), full=full, progress=err.is_terminal
+        settings, load_embedder(settings.model, settings.batch_size), full=full, progress=err.is_terminal
     )
     changes = describe_changes(report) or "no article changes"
     out.print(

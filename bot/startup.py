@@ -23,7 +23,7 @@ def open_engine(
     settings: Settings, notify: Callable[[str], None] = log.info, progress: bool = False
 ) -> Engine:
     """Load the model, build or update the index if needed (`ensure_index`), and load the engine."""
-    embedder = load_embedder(settings.model)
+    embedder = load_embedder(settings.model, settings.batch_size)
     ensure_index(settings, embedder, notify, progress)
     return load_engine(settings, embedder)
 

@@ -412,7 +412,7 @@ def update_and_reopen(settings: Settings) -> tuple[UpdateReport, Engine]:
     """Update the index from the corpus, then load an engine over it (blocking: run it in a thread)."""
     from bot.embed import load_embedder
 
-    report = update_from_settings(settings, load_embedder(settings.model))
+    report = update_from_settings(settings, load_embedder(settings.model, settings.batch_size))
     return report, open_engine(settings, notify=log.info)
 
 
