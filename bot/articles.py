@@ -19,14 +19,12 @@ import yaml
 from bot.corpus import (
     ARTICLE_SUFFIXES,
     HTML_SUFFIXES,
-    MAX_ARTICLE_BYTES,
     METADATA_FIELDS,
     article_files,
+    check_size,
     content_hash,
-    decode,
-    extract_html,
+    metadata_and_body,
     parse_article,
-    split_front_matter,
 )
 from bot.errors import ArticleError, CorpusError
 
@@ -65,17 +63,12 @@ def prepare(path: Path, overrides: dict[str, str | None]) -> PreparedArticle:
     size = path.stat().st_size
     if size == 0:
         raise ArticleError(f"{label}: is empty")
-    if size > MAX_ARTICLE_BYTES:
-        raise ArticleError(f"{label}: is {size // (1024 * 1024)} MB; articles over 5 MB are refused")
+    check_size(size, label)  # before reading: a huge file is refused without loading it
     try:
         raw = path.read_bytes()
     except PermissionError:
         raise ArticleError(f"{label}: cannot be read (permission denied)") from None
-    text = decode(raw, label)
-    if suffix in HTML_SUFFIXES:
-        meta, body = extract_html(text, label)
-    else:
-        meta, body = split_front_matter(text, label)
+    meta, body = metadata_and_body(raw, label, suffix)
     meta.update({k: v for k, v in overrides.items() if v})
     keep_as_is = suffix not in HTML_SUFFIXES and not any(overrides.values())
     stored_suffix = ".md" if suffix in HTML_SUFFIXES else suffix
@@ -85,7 +78,9 @@ def prepare(path: Path, overrides: dict[str, str | None]) -> PreparedArticle:
     else:
         name = path.name if keep_as_is and stem == path.stem else f"{stem}{stored_suffix}"
     data = raw if keep_as_is else with_front_matter(meta, body).encode("utf-8")
-    article = parse_article(Path(name), data)  # raises if nothing of the article survives cleaning
+    # The file as the index will read it (front matter rewritten, HTML stored as Markdown): raises
+    # if nothing of the article survives cleaning, and gives the cleaned text duplicates are found by.
+    article = parse_article(Path(name), data)
     return PreparedArticle(
         name=name, data=data, source=path, text_key=text_key(article.text), named_from_title=bool(slug)
     )

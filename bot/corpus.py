@@ -96,17 +96,27 @@ def extract_html(html: str, name: str) -> tuple[dict[str, str | None], str]:
     return meta, body
 
 
+def check_size(size: int, name: str) -> None:
+    """Refuse an article file over MAX_ARTICLE_BYTES: `add` before reading it, the index before
+    chunking it (one dropped into the corpus by hand is skipped, not chunked for hours)."""
+    if size > MAX_ARTICLE_BYTES:
+        raise ArticleError(f"{name}: is {size // (1024 * 1024)} MB; articles over 5 MB are refused")
+
+
+def metadata_and_body(data: bytes, name: str, suffix: str) -> tuple[dict[str, str | None], str]:
+    """A file's metadata and body: size checked, UTF-8 decoded, then the front matter split off
+    (`.txt`, `.md`) or the page's main text extracted (`.html`, `.htm`; `suffix` in lower case)."""
+    check_size(len(data), name)
+    text = decode(data, name)
+    if suffix in HTML_SUFFIXES:
+        return extract_html(text, name)
+    return split_front_matter(text, name)
+
+
 def parse_article(path: Path, data: bytes, article_id: str | None = None) -> Article:
     """An `Article` from a file's bytes: metadata, raw body, cleaned text and content hash."""
     name = path.name
-    if len(data) > MAX_ARTICLE_BYTES:
-        # `add` refuses these; one dropped into the corpus by hand is skipped, not chunked for hours.
-        raise ArticleError(f"{name}: is {len(data) // (1024 * 1024)} MB; articles over 5 MB are refused")
-    text = decode(data, name)
-    if path.suffix.lower() in HTML_SUFFIXES:
-        meta, body = extract_html(text, name)
-    else:
-        meta, body = split_front_matter(text, name)
+    meta, body = metadata_and_body(data, name, path.suffix.lower())
     cleaned = clean(body, meta.get("title"))
     if not cleaned:
         raise ArticleError(f"{name}: has no article text (empty, or only site chrome)")
