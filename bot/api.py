@@ -256,7 +256,7 @@ def _previous(previous: Previous | None) -> Answer | None:
     if previous is None:
         return None
     query = previous.query if previous.query is not None else previous.question
-    return Answer(question=previous.question, abstained=False, answer="", citations=(), query=query)
+    return Answer(question=previous.question, abstained=False, summary="", citations=(), query=query)
 
 
 # --- errors: one line each ----------------------------------------------------------------------

@@ -101,7 +101,7 @@ def answer_from_dict(data: dict[str, Any]) -> Answer:
         citations = tuple(
             Citation(
                 n=c["n"],
-                passage=c["passage"],
+                passage_text=c["passage"],
                 quote=c["quote"],
                 score=c["score"],
                 sources=tuple(_source(s) for s in c["sources"]),
@@ -113,7 +113,7 @@ def answer_from_dict(data: dict[str, Any]) -> Answer:
         return Answer(
             question=data["question"],
             abstained=data["abstained"],
-            answer=data["answer"],
+            summary=data["answer"],
             citations=citations,
             notes=tuple(notes) if notes is not None else tuple(_NOTE.findall(data["answer"])),
             answer_span=AnswerSpan(n=span["n"], text=span["text"]) if span else None,

@@ -128,7 +128,7 @@ class Engine:
         query_vector = self.embedder.encode([query])[0]
         found = self._read(query, query_vector, max(k * 4, 12))
         if not found.hits or found.off_topic or found.confidence < self.reader.answer_threshold:
-            return Answer(question=question, abstained=True, answer=NOT_COVERED, citations=(), query=query)
+            return Answer(question=question, abstained=True, summary=NOT_COVERED, citations=(), query=query)
         groups = self._groups(found, k)
         citations = [self._citation(n, group) for n, group in enumerate(groups, start=1)]
         notes = tuple(_disagreements(groups))
@@ -136,7 +136,7 @@ class Engine:
         return Answer(
             question=question,
             abstained=False,
-            answer=" ".join([_summary(citations), *notes]),
+            summary=" ".join([_summary(citations), *notes]),
             citations=tuple(citations),
             notes=notes,
             query=query,
@@ -222,7 +222,7 @@ class Engine:
         first = group.hits[0]
         return Citation(
             n=n,
-            passage=first.passage.text,
+            passage_text=first.passage.text,
             quote=group.quote.text,
             score=round(first.score, 4),
             sources=tuple(self.index.manifest.articles[h.passage.article_id].source() for h in group.hits),

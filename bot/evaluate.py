@@ -135,7 +135,7 @@ def evaluate(
                 verbatim += _squash(citation.quote) in _squash(source_text(source.path))
         rank = None if q.unanswerable else first_hit(retrieve(q.question)[:10], q.evidence)
         quote_hit = first_hit([c.quote for c in answer.citations[:3]], q.evidence) is not None
-        lengths = tuple(len(c.passage) for c in answer.citations)
+        lengths = tuple(len(c.passage_text) for c in answer.citations)
         outcomes.append(Outcome(q, answer.abstained, rank, quote_hit, quotes, verbatim, lengths))
     report = _aggregate(outcomes)
     kinds = sorted({o.question.kind for o in outcomes if o.question.kind})

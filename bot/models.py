@@ -87,7 +87,7 @@ class Citation:
     """One numbered citation: a passage, the sentence(s) quoted from it, and every source carrying it."""
 
     n: int
-    passage: str
+    passage_text: str  # the cited passage's text (JSON key "passage"); Hit.passage is the Passage
     quote: str
     score: float
     sources: tuple[Source, ...]
@@ -108,7 +108,9 @@ class Answer:
 
     question: str
     abstained: bool
-    answer: str
+    # What to say first: the quotes joined with their citation numbers, or that the articles don't
+    # cover it (JSON key "answer").
+    summary: str
     citations: tuple[Citation, ...]
     notes: tuple[str, ...] = ()
     # The text actually searched: the question, or with a follow-up, the question it follows too.

@@ -19,7 +19,7 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
     return {
         "question": answer.question,
         "abstained": answer.abstained,
-        "answer": answer.answer,
+        "answer": answer.summary,
         "citations": [_citation_dict(c) for c in answer.citations],
         "answer_span": _span_dict(answer),
     }
@@ -33,7 +33,7 @@ def _span_dict(answer: Answer) -> dict[str, Any] | None:
 def _citation_dict(citation: Citation) -> dict[str, Any]:
     return {
         "n": citation.n,
-        "passage": citation.passage,
+        "passage": citation.passage_text,
         "quote": citation.quote,
         "score": citation.score,
         "sources": [source_dict(s) for s in citation.sources],
@@ -68,7 +68,7 @@ def source_location(source: Source) -> str:
 def answer_markup(answer: Answer) -> str:
     """Terminal rendering (rich markup): each citation numbered, the quoted sentence highlighted."""
     if answer.abstained:
-        return f"[bold]{escape(answer.answer)}[/bold]\n[dim]{escape(NOT_COVERED_HINT)}[/dim]"
+        return f"[bold]{escape(answer.summary)}[/bold]\n[dim]{escape(NOT_COVERED_HINT)}[/dim]"
     blocks = [_headline_markup(answer)] + [_citation_markup(c) for c in answer.citations]
     blocks += [f"[bold magenta]Note:[/bold magenta] {escape(note)}" for note in answer.notes]
     return "\n\n".join(blocks)
@@ -94,7 +94,7 @@ def _headline_markup(answer: Answer) -> str:
 
 
 def _citation_markup(citation: Citation) -> str:
-    passage = citation.passage
+    passage = citation.passage_text
     at = passage.find(citation.quote)
     if at >= 0:
         body = (

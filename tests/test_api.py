@@ -436,7 +436,7 @@ def test_the_reloader_loads_a_newer_index_and_keeps_the_old_one_when_it_is_broke
     fresh = reloader.newer(engine)
     assert fresh is not None and "zebra" in [s.id for s in fresh.sources()]
     assert (
-        "four hundred marching tubas" in fresh.answer("How many tubas marched at the zebra festival?").answer
+        "four hundred marching tubas" in fresh.answer("How many tubas marched at the zebra festival?").summary
     )
     assert reloader.newer(fresh) is None
     caplog.set_level(logging.INFO)

@@ -256,18 +256,18 @@ def test_a_statement_printed_twice_is_one_citation_with_both_sources(engine: Eng
     first = answer.citations[0]
     assert "Palantir runs on AWS" in first.quote
     assert {s.id for s in first.sources} == {"letter", "reprint"}
-    assert answer.answer.startswith(f"“{first.quote}” [1] (reported by 2 sources)")
+    assert answer.summary.startswith(f"“{first.quote}” [1] (reported by 2 sources)")
     assert all("Palantir runs on AWS" not in c.quote for c in answer.citations[1:]), "not cited twice"
 
 
 def test_an_off_topic_question_is_declined(engine: Engine) -> None:
     answer = engine.answer("What is the boiling point of mercury in kelvin?")
-    assert answer.abstained and answer.answer == NOT_COVERED and answer.citations == ()
+    assert answer.abstained and answer.summary == NOT_COVERED and answer.citations == ()
 
 
 def test_a_follow_up_is_searched_with_the_question_before(engine: Engine) -> None:
     asked = "Who wrote to Jeff Bezos?"
-    previous = Answer(question=asked, abstained=False, answer="", citations=(), query=asked)
+    previous = Answer(question=asked, abstained=False, summary="", citations=(), query=asked)
     answer = engine.answer("How many signed it?", previous=previous)
     assert answer.question == "How many signed it?"
     assert answer.query == "Who wrote to Jeff Bezos? How many signed it?"

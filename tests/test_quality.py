@@ -95,7 +95,7 @@ def test_a_statement_printed_by_two_outlets_is_one_citation(real_engine) -> None
     assert shared and "Palantir runs on AWS" in shared[0].quote
     for source in shared[0].sources:
         assert _squash(shared[0].quote) in _squash(Path(source.path).read_text(encoding="utf-8"))
-    assert "reported by" in answer.answer
+    assert "reported by" in answer.summary
 
 
 def test_the_word_run_filter_never_hides_shared_wording(real_engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -131,7 +131,7 @@ def test_different_figures_for_one_fact_are_both_shown(real_engine) -> None:  # 
     answer = real_engine.answer("How many Google employees signed the letter about Project Maven?")
     quotes = " ".join(c.quote for c in answer.citations)
     assert "3,100" in quotes and "4,000" in quotes
-    assert answer.notes and "different figures" in answer.answer
+    assert answer.notes and "different figures" in answer.summary
 
 
 def test_a_follow_up_is_read_with_the_question_before(real_engine) -> None:  # type: ignore[no-untyped-def]

@@ -108,7 +108,7 @@ def test_sigkill_during_build_and_update_never_leaves_a_broken_index(built: Sett
         assert tree(built.corpus) == corpus_before, f"kill {kill}: the corpus changed"
         index = store.load(built.index, FAKE_MODEL)  # raises if the live index is broken
         answer = Engine(index, embedder).answer("What does Palantir run on?")
-        assert answer.citations and "Palantir" in answer.citations[0].passage
+        assert answer.citations and "Palantir" in answer.citations[0].passage_text
         assert {s.id for c in answer.citations for s in c.sources} <= set(index.manifest.articles)
         if live_version(built.index) == version_before:
             assert set(index.manifest.articles) == articles_before

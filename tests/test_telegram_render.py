@@ -28,7 +28,7 @@ def source(
 
 def citation(n: int, quote: str, *sources: Source) -> Citation:
     return Citation(
-        n=n, passage=f"Before. {quote} After.", quote=quote, score=0.5, sources=sources or (source(n),),
+        n=n, passage_text=f"Before. {quote} After.", quote=quote, score=0.5, sources=sources or (source(n),),
         passage_id=f"p{n}",
     )  # fmt: skip
 
@@ -137,7 +137,7 @@ def test_sources_are_numbered_linked_and_split() -> None:
 
 def test_inline_cards_are_unique_valid_and_carry_the_question() -> None:
     answer = Answer(
-        question=NASTY, abstained=False, answer="x",
+        question=NASTY, abstained=False, summary="x",
         citations=tuple(citation(n, f"Quote {n} & <more>.") for n in range(1, 10)),
     )  # fmt: skip
     cards = render.inline_cards(answer)
@@ -150,7 +150,7 @@ def test_inline_cards_are_unique_valid_and_carry_the_question() -> None:
 
 
 def test_an_abstention_is_one_honest_card_pointing_to_sources() -> None:
-    answer = Answer(question="Pizza?", abstained=True, answer="The articles don't cover that.", citations=())
+    answer = Answer(question="Pizza?", abstained=True, summary="The articles don't cover that.", citations=())
     (card,) = render.inline_cards(answer)
     text, _ = accepted(card.message)
     assert "don't cover that" in text and "/sources" in text

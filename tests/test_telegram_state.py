@@ -58,7 +58,7 @@ def test_idle_users_are_forgotten() -> None:
 
 
 def answer(question: str = "q") -> Answer:
-    return Answer(question=question, abstained=True, answer="no", citations=())
+    return Answer(question=question, abstained=True, summary="no", citations=())
 
 
 def test_the_store_forgets_the_oldest_and_keys_are_short() -> None:
@@ -102,9 +102,10 @@ def test_data_this_bot_never_made_is_refused(data: str | None) -> None:
 
 def cited(*numbers: int, notes: tuple[str, ...] = ()) -> state.Shown:
     citations = tuple(
-        Citation(n=n, passage="p", quote=f"q{n}", score=0.5, sources=(), passage_id=f"p{n}") for n in numbers
+        Citation(n=n, passage_text="p", quote=f"q{n}", score=0.5, sources=(), passage_id=f"p{n}")
+        for n in numbers
     )
-    return state.Shown(Answer(question="q", abstained=False, answer="a", citations=citations, notes=notes))
+    return state.Shown(Answer(question="q", abstained=False, summary="a", citations=citations, notes=notes))
 
 
 def page(shown: state.Shown, size: int = 3) -> tuple[list[int], list[str]]:

@@ -138,7 +138,7 @@ def headline_html(answer: Answer, limit: int = 600) -> str:
 def not_covered_html(answer: Answer, heading: str | None = None) -> str:
     """The engine's honest abstention, with a pointer to what the bot does know."""
     lines = [heading] if heading else []
-    lines.append(f"{h(answer.answer)} I only know what the articles say — see /sources, or try other words.")
+    lines.append(f"{h(answer.summary)} I only know what the articles say — see /sources, or try other words.")
     return BLOCK_SEPARATOR.join(lines)
 
 
@@ -167,7 +167,7 @@ def inline_cards(answer: Answer) -> list[InlineCard]:
         return [
             InlineCard(
                 key="none",
-                title=shorten(answer.answer, INLINE_TITLE_LIMIT),
+                title=shorten(answer.summary, INLINE_TITLE_LIMIT),
                 description=shorten(
                     f"Nothing in the articles about: {answer.question}", INLINE_DESCRIPTION_LIMIT
                 ),
