@@ -13,6 +13,7 @@ import typer
 from bot.cli_common import (
     ServerOption,
     TopK,
+    answer_stdin_lines,
     err,
     handles_errors,
     notify,
@@ -68,20 +69,7 @@ def _ask_stream(ctx: typer.Context, k: int) -> None:
     from bot.render import answer_dict
 
     engine = open_engine_here(ctx.obj)
-    failures = 0
-    tolerant_stdin()
-    for number, line in enumerate(sys.stdin, start=1):
-        if not line.strip():
-            continue
-        try:
-            answer = engine.answer(line, k)
-        except BadInputError as exc:
-            err.print(f"error: line {number}: {exc}", markup=False)
-            failures += 1
-            continue
-        out.print(json.dumps(answer_dict(answer), ensure_ascii=False), markup=False)
-    if failures:
-        raise typer.Exit(2)
+    answer_stdin_lines(lambda line: answer_dict(engine.answer(line, k)))
 
 
 @handles_errors

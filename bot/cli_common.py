@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from bot.errors import ProtestBotError
+from bot.errors import BadInputError, ProtestBotError
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -76,6 +77,25 @@ def open_engine_here(settings: Settings) -> Engine:
     from bot.startup import open_engine
 
     return open_engine(settings, notify=notify, progress=err.is_terminal)
+
+
+def answer_stdin_lines(answer_line: Callable[[str], dict[str, Any]]) -> None:
+    """`ask --json -`: one question a line in, one JSON object a line out. A refused question is
+    one `error: line N:` on stderr and the rest are still answered; then exit 2."""
+    failures = 0
+    tolerant_stdin()
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = answer_line(line)
+        except BadInputError as exc:
+            err.print(f"error: line {number}: {exc}", markup=False)
+            failures += 1
+            continue
+        out.print(json.dumps(data, ensure_ascii=False), markup=False)
+    if failures:
+        raise typer.Exit(2)
 
 
 def tolerant_stdin() -> None:

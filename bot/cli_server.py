@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 
-import typer
-
-from bot.cli_common import err, out, tolerant_stdin
-from bot.errors import BadInputError
+from bot.cli_common import answer_stdin_lines, out
 
 
 def server_client(server: str | None):  # type: ignore[no-untyped-def]
@@ -48,20 +44,7 @@ def ask_server(client, question: str, k: int, as_json: bool) -> None:  # type: i
 
 def _ask_stream_server(client, k: int) -> None:  # type: ignore[no-untyped-def]
     client.check()  # unreachable: answer in-process before any line is read
-    failures = 0
-    tolerant_stdin()
-    for number, line in enumerate(sys.stdin, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = client.ask(line, k)
-        except BadInputError as exc:
-            err.print(f"error: line {number}: {exc}", markup=False)
-            failures += 1
-            continue
-        out.print(json.dumps(data, ensure_ascii=False), markup=False)
-    if failures:
-        raise typer.Exit(2)
+    answer_stdin_lines(lambda line: client.ask(line, k))
 
 
 def server_chat(client, k: int):  # type: ignore[no-untyped-def]
