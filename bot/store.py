@@ -80,10 +80,12 @@ from bot.tables import (
     RowTable,
     VectorFile,
     passage_line,
+    renumbered_sentence_rows,
     runs,
     sentence_table_keys,
     text_keys,
     write_gathered,
+    write_kept_and_new_passages,
     write_lines,
     write_offsets,
     write_sentence_rows,
@@ -305,24 +307,13 @@ def save_update(
     kept_runs = runs(keep)
 
     def write(staging: Path) -> None:
-        new_lines = [passage_line(p) for p in passages]
-        kept_lines = [table.span(a, b) for a, b in kept_runs]
-        write_lines(staging, [*kept_lines, b"".join(new_lines)])
-        kept_lengths = [np.diff(table.offsets[a : b + 1]) for a, b in kept_runs]
-        write_offsets(staging, [*kept_lengths, np.array([len(x) for x in new_lines], dtype=np.int64)])
-        # Sentence rows of kept passages, renumbered into the new sentence table.
-        remap = np.full(len(previous.sentence_vectors), -1, dtype=np.int64)
-        remap[keep_sentences] = np.arange(len(keep_sentences))
-        kept_rows = [
-            np.split(remap[rows.block(a, b)], np.diff(rows.offsets[a : b + 1]).cumsum()[:-1])
-            for a, b in kept_runs
-        ]
-        per_passage = [r for block in kept_rows for r in block] + [
-            np.asarray(r, dtype=np.int64) for r in sentence_rows
-        ]
-        if any(len(r) and int(r.min()) < 0 for r in per_passage):
-            raise IndexCorruptError("an update lost a sentence vector it needs")
-        write_sentence_rows(staging, per_passage)
+        write_kept_and_new_passages(staging, table, kept_runs, passages)
+        write_sentence_rows(
+            staging,
+            renumbered_sentence_rows(
+                rows, kept_runs, keep_sentences, len(previous.sentence_vectors), sentence_rows
+            ),
+        )
         np.save(staging / IDS, ids, allow_pickle=False)
         old_keys = previous.passage_keys()
         np.save(

@@ -250,3 +250,37 @@ def sentence_table_keys(passages: list[Passage], rows: list[tuple[int, ...]], co
                 keys[row] = np.frombuffer(text_key(text), dtype=np.uint8)
                 done[row] = True
     return keys
+
+
+def write_kept_and_new_passages(
+    staging: Path, table: PassageTable, kept_runs: list[tuple[int, int]], passages: list[Passage]
+) -> None:
+    """The passage lines and their offsets: kept runs copied as bytes, then the new passages."""
+    new_lines = [passage_line(p) for p in passages]
+    kept_lines = [table.span(a, b) for a, b in kept_runs]
+    write_lines(staging, [*kept_lines, b"".join(new_lines)])
+    kept_lengths = [np.diff(table.offsets[a : b + 1]) for a, b in kept_runs]
+    write_offsets(staging, [*kept_lengths, np.array([len(x) for x in new_lines], dtype=np.int64)])
+
+
+def renumbered_sentence_rows(
+    rows: RowTable,
+    kept_runs: list[tuple[int, int]],
+    keep_sentences: np.ndarray,
+    old_sentences: int,
+    new_rows: list[tuple[int, ...]],
+) -> list[np.ndarray]:
+    """Each passage's sentence rows in the new sentence table: those of kept passages renumbered
+    (kept sentence vectors come first, in `keep_sentences` order), then the new passages' own."""
+    remap = np.full(old_sentences, -1, dtype=np.int64)
+    remap[keep_sentences] = np.arange(len(keep_sentences))
+    kept_rows = [
+        np.split(remap[rows.block(a, b)], np.diff(rows.offsets[a : b + 1]).cumsum()[:-1])
+        for a, b in kept_runs
+    ]
+    per_passage = [r for block in kept_rows for r in block] + [
+        np.asarray(r, dtype=np.int64) for r in new_rows
+    ]
+    if any(len(r) and int(r.min()) < 0 for r in per_passage):
+        raise IndexCorruptError("an update lost a sentence vector it needs")
+    return per_passage
