@@ -59,7 +59,7 @@ def evaluate_command(
     if squad is not None and unanswerable:
         report = _evaluate_unanswerable(ctx.obj, squad, sample, squad_index, half)
     elif squad is not None:
-        report = _evaluate_squad(ctx.obj, squad, sample, squad_index)
+        report = _evaluate_squad(ctx.obj, squad, sample, squad_index, half)
     elif questions is not None:
         report = _evaluate_questions(ctx.obj, questions, k)
     else:
@@ -103,12 +103,21 @@ def _evaluate_questions(settings: Settings, questions: Path, k: int):  # type: i
     )
 
 
-def _evaluate_squad(settings: Settings, kit: Path, sample: int | None, index: Path):  # type: ignore[no-untyped-def]
-    from bot.evaluate import evaluate_squad_engine, read_squad
+def _evaluate_squad(settings: Settings, kit: Path, sample: int | None, index: Path, half: str):  # type: ignore[no-untyped-def]
+    import shutil
+
+    from bot.evaluate import evaluate_squad_engine, read_squad, squad_articles
     from bot.evaluate import sample as take_sample
 
-    questions = take_sample(read_squad(kit), sample)
-    kit_settings = settings.model_copy(update={"corpus": kit / "articles", "index": index})
+    names = squad_articles(kit, half)
+    corpus = kit / "articles"
+    if half != "all":  # index a copy of that half's articles only
+        corpus, index = index / f"half-{half}" / "corpus", index / f"half-{half}" / "index"
+        corpus.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            shutil.copyfile(kit / "articles" / name, corpus / name)
+    questions = take_sample([q for q in read_squad(kit) if q.article in names], sample)
+    kit_settings = settings.model_copy(update={"corpus": corpus, "index": index})
     return evaluate_squad_engine(open_engine_here(kit_settings), questions)
 
 

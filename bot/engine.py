@@ -172,8 +172,8 @@ class Engine:
         return vectors @ query_vector.astype(np.float32)
 
     def _similarity(self, a: str, texts: list[str]) -> list[float]:
-        vectors = self.embedder.encode([a, *texts])
-        return [float(v @ vectors[0]) for v in vectors[1:]]
+        vectors = self.words([a, *texts])  # the reader's cache of single-word embeddings
+        return [float(vectors[t] @ vectors[a]) for t in texts]
 
     def _groups(self, found: Read, k: int) -> list[Group]:
         """The best `k` statements among the hits, each with every article that prints it, plus any

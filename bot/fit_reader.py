@@ -39,6 +39,7 @@ from bot.evaluate import (
 from bot.reader import (
     DECISION_FEATURES,
     FEATURES,
+    NEAR_FEATURES,
     WEIGHTS_FILE,
     FocusTerm,
     Logistic,
@@ -72,7 +73,7 @@ class Case:
     hit_scores: list[float] = field(default_factory=list)
     hit_relevant: list[bool] = field(default_factory=list)
     sentences: list[str] = field(default_factory=list)
-    question: object = None
+    question: ReaderQuestion | None = None
     answers: tuple[str, ...] = ()
     kind: str = ""
     text: str = ""
@@ -231,6 +232,19 @@ def best_per_hit(case: Case, probs: np.ndarray) -> np.ndarray:
     return best
 
 
+def reader_order(case: Case, sentence: Logistic, rank_weight: float) -> np.ndarray:
+    """The case's hits in the engine's order: fused score + rank_weight × best sentence probability."""
+    best = best_per_hit(case, probabilities(sentence, case))
+    return np.argsort(-(np.asarray(case.hit_scores) + rank_weight * best), kind="stable")
+
+
+def reciprocal_rank(case: Case, sentence: Logistic, rank_weight: float) -> float:
+    """1 / the rank of the first relevant passage in the top 10 (0 when none is)."""
+    order = reader_order(case, sentence, rank_weight)[:10]
+    rank = next((r for r, i in enumerate(order, 1) if case.hit_relevant[i]), None)
+    return 1 / rank if rank else 0.0
+
+
 def choose_rank_weight(params: Logistic, cases: list[Case]) -> tuple[float, dict[float, float]]:
     """The weight of the reader's best sentence in the passage order with the best MRR@10, each
     source's MRR counting the same (SQuAD's questions are many, and unlike people's)."""
@@ -238,10 +252,7 @@ def choose_rank_weight(params: Logistic, cases: list[Case]) -> tuple[float, dict
     for weight in RANK_WEIGHTS:
         by_source: dict[str, list[float]] = {}
         for case in (c for c in cases if c.answerable and c.rows):
-            best = best_per_hit(case, probabilities(params, case))
-            order = np.argsort(-(np.asarray(case.hit_scores) + weight * best), kind="stable")[:10]
-            rank = next((r for r, i in enumerate(order, 1) if case.hit_relevant[i]), None)
-            by_source.setdefault(case.source, []).append(1 / rank if rank else 0.0)
+            by_source.setdefault(case.source, []).append(reciprocal_rank(case, params, weight))
         scored[weight] = float(np.mean([np.mean(v) for v in by_source.values()]))
     return max(scored, key=lambda w: (scored[w], -w)), scored
 
@@ -259,16 +270,18 @@ def choose_answer_threshold(cases: list[Case], model: ReaderModel, drop: tuple[s
     return min(bars)
 
 
-def report(cases: list[Case], model: ReaderModel) -> dict[str, dict[str, float]]:
-    """Per kind on the fit data: the share declined at the chosen bar."""
+def declined_by_kind(
+    cases: list[Case], model: ReaderModel, drop: tuple[str, ...] = ()
+) -> dict[str, tuple[int, float]]:
+    """For each kind: how many questions, and the share the engine declines (first gate or reader)."""
     declined = [
         c.off_topic or p < model.answer_threshold
-        for c, p in zip(cases, confidences(cases, model), strict=True)
+        for c, p in zip(cases, confidences(cases, model, drop), strict=True)
     ]
     figures = {}
     for kind in sorted({c.kind for c in cases}):
         picked = [d for d, c in zip(declined, cases, strict=True) if c.kind == kind]
-        figures[kind] = {"questions": len(picked), "declined": round(sum(picked) / len(picked), 3)}
+        figures[kind] = (len(picked), sum(picked) / len(picked))
     return figures
 
 
@@ -281,8 +294,7 @@ def choose_span_thresholds(
     shown: dict[str, list[tuple[float, float]]] = {}
     for case in (c for c in cases if c.source == "squad" and c.answerable and c.rows):
         probs = probabilities(params, case)
-        best = best_per_hit(case, probs)
-        top = int(np.argmax(np.asarray(case.hit_scores) + rank_weight * best))
+        top = int(reader_order(case, params, rank_weight)[0])
         rows = [r for r, hit in enumerate(case.hit_of_row) if hit == top]
         row = max(rows, key=lambda r: probs[r])
         span = answer_span(case.question, case.sentences[row])  # type: ignore[arg-type]
@@ -326,11 +338,7 @@ SIGNALS = {
 def masked(cases: list[Case], names: tuple[str, ...]) -> list[Case]:
     """Copies of the cases with the named features set to 0 (sentence rows and `near`)."""
     sentence_cols = [FEATURES.index(n) for n in names if n in FEATURES]
-    near_cols = [
-        DECISION_FEATURES.index(n) - DECISION_FEATURES.index("near_focus")
-        for n in names
-        if n.startswith(("near_", "absent_unmatched"))
-    ]
+    near_cols = [NEAR_FEATURES.index(n) for n in names if n in NEAR_FEATURES]
     out = []
     for case in cases:
         rows = [tuple(0.0 if i in sentence_cols else v for i, v in enumerate(row)) for row in case.rows]
@@ -340,48 +348,38 @@ def masked(cases: list[Case], names: tuple[str, ...]) -> list[Case]:
     return out
 
 
-def fit_model(cases: list[Case], drop: tuple[str, ...] = ()) -> ReaderModel:
-    """Both regressions and the bars, fitted on `cases` (question-level features in `drop` zeroed)."""
+def fit_model(cases: list[Case], drop: tuple[str, ...] = ()) -> tuple[ReaderModel, dict[float, float]]:
+    """Both regressions and the bars, fitted on `cases` (question-level features in `drop` zeroed);
+    with the MRR@10 of every rank weight tried. Spans are chosen apart (`choose_span_thresholds`)."""
     sentence = Logistic.from_dict(fit_sentence(cases), FEATURES, WEIGHTS_FILE)
-    rank_weight, _ = choose_rank_weight(sentence, cases)
-    decision_data = fit_decision(cases, sentence, drop)
-    model = ReaderModel(
-        sentence, Logistic.from_dict(decision_data, DECISION_FEATURES, WEIGHTS_FILE), 0.0, 1.0, rank_weight
-    )
-    return ReaderModel(
-        sentence, model.decision, choose_answer_threshold(cases, model, drop), 1.0, rank_weight
-    )
+    rank_weight, mrr = choose_rank_weight(sentence, cases)
+    decision = Logistic.from_dict(fit_decision(cases, sentence, drop), DECISION_FEATURES, WEIGHTS_FILE)
+    unbarred = ReaderModel(sentence, decision, 0.0, {}, rank_weight)
+    threshold = choose_answer_threshold(cases, unbarred, drop)
+    return ReaderModel(sentence, decision, threshold, {}, rank_weight), mrr
 
 
 def measure(cases: list[Case], model: ReaderModel, drop: tuple[str, ...] = ()) -> dict[str, float]:
     """hit@1 and MRR@10 of the reader's order, and the share declined by kind, on `cases`."""
-    reciprocal = []
-    for case in (c for c in cases if c.answerable and c.rows):
-        best = best_per_hit(case, probabilities(model.sentence, case))
-        order = np.argsort(-(np.asarray(case.hit_scores) + model.rank_weight * best), kind="stable")[:10]
-        rank = next((r for r, i in enumerate(order, 1) if case.hit_relevant[i]), None)
-        reciprocal.append(1 / rank if rank else 0.0)
-    figures = {"hit@1": float(np.mean([r == 1 for r in reciprocal])), "MRR@10": float(np.mean(reciprocal))}
-    declined = [
-        c.off_topic or p < model.answer_threshold
-        for c, p in zip(cases, confidences(cases, model, drop), strict=True)
+    reciprocal = [
+        reciprocal_rank(c, model.sentence, model.rank_weight) for c in cases if c.answerable and c.rows
     ]
-    for kind in sorted({c.kind for c in cases}):
-        picked = [d for d, c in zip(declined, cases, strict=True) if c.kind == kind]
-        figures[kind] = sum(picked) / len(picked)
+    figures = {"hit@1": float(np.mean([r == 1 for r in reciprocal])), "MRR@10": float(np.mean(reciprocal))}
+    for kind, (_, share) in declined_by_kind(cases, model, drop).items():
+        figures[kind] = share
     return figures
 
 
 def ablation(fit_cases: list[Case], test_cases: list[Case]) -> str:
     """A markdown table: each signal group dropped in turn, measured on `test_cases`."""
-    full = fit_model(fit_cases)
+    full, _ = fit_model(fit_cases)
     first_gate_only = ReaderModel(full.sentence, full.decision, 0.0, {}, 0.0)
     rows = {
         "first gate only (no reader)": measure(test_cases, first_gate_only),
         "all signals": measure(test_cases, full),
     }
     for name, features in SIGNALS.items():
-        model = fit_model(masked(fit_cases, features), features)
+        model, _ = fit_model(masked(fit_cases, features), features)
         rows[f"without {name}"] = measure(masked(test_cases, features), model, features)
     columns = list(next(iter(rows.values())))
     lines = ["| reader | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
@@ -492,11 +490,13 @@ def main(argv: list[str] | None = None) -> int:
         cases = collect_all(args, progress)
         if args.cache:
             args.cache.write_text(json.dumps([case_to_json(c) for c in cases]), encoding="utf-8")
-    model = fit_model(cases)
-    _, mrr = choose_rank_weight(model.sentence, cases)
+    model, mrr = fit_model(cases)
     span_bars, span_shown, span_f1 = choose_span_thresholds(model.sentence, cases, model.rank_weight)
     threshold, rank_weight = model.answer_threshold, model.rank_weight
-    by_kind = report(cases, model)
+    by_kind = {
+        kind: {"questions": count, "declined": round(share, 3)}
+        for kind, (count, share) in declined_by_kind(cases, model).items()
+    }
     for kind, figures in by_kind.items():
         progress(f"{kind:>16}: {figures}")
     result = {

@@ -12,10 +12,10 @@ against what the question asks:
   name, "when" a date, "why" a reason (`bot.answer_type`);
 - the sentence's and passage's cosine similarity, relative to the best candidate's, and BM25.
 
-The features are combined by one logistic regression, fitted by `python -m bot.fit_reader` on our
-own question sets and the first half of the SQuAD kit, and shipped as `bot/reader.json`. Its
-probability decides three things: whether to answer at all, which passage comes first, and which
-sentence of a passage is quoted.
+Two logistic regressions, fitted by `python -m bot.fit_reader` on our own question sets and the
+first half of the SQuAD kit and shipped as `bot/reader.json`, combine them: one gives each sentence
+a probability of answering (which passage comes first, which sentence is quoted), the other, over
+the best sentence's verdict and question-level signals, whether to answer at all.
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ DECISION_FEATURES = (
     "absent_unmatched",
     "focus_weight",
 )
+# The decision features that `neighbour_coverage` returns, in its order.
+NEAR_FEATURES = ("near_focus", "near_missing", "absent_unmatched")
 
 # A question word counts as found in a sentence through a word of like meaning at least this close
 # (all-MiniLM-L6-v2 on single words: cops~police 0.93, staffers~employees 0.76, quit~resigned 0.57,
@@ -80,9 +82,8 @@ _NEIGHBOUR = 0.55
 _NEIGHBOUR_SENTENCES = 3
 
 _WORD = re.compile(r"[\w']+")
-# Words at least this common in English (Zipf scale: 5 = once in 100,000 words) say little about
-# what a question is specifically about.
-_COMMON_ZIPF = 5.5
+# Specificity falls from 1 to 0 as a word's English frequency rises from 1 to this on the Zipf scale
+# (3 = once in a million words, 7 = "the").
 _RAREST_ZIPF = 7.0
 # A question word missing from the corpus is matched to a corpus word this close in spelling
 # (rapidfuzz ratio, 0–100): casual questions carry typos ("palantr").
@@ -128,25 +129,19 @@ class Reading:
 @functools.lru_cache(maxsize=16384)
 def specificity(word: str) -> float:
     """How specific a word is, 0 (very common) to 1 (rare or unknown), from its English frequency."""
-    from wordfreq import zipf_frequency
-
-    zipf = zipf_frequency(word, "en")
-    return min(1.0, max(0.0, (_RAREST_ZIPF - zipf) / (_RAREST_ZIPF - 1.0)))
+    return _specificity((word,))
 
 
 @functools.lru_cache(maxsize=16384)
 def stem_specificity(term: str) -> float:
     """`specificity` of an indexed (stemmed) term, read as its most common English form."""
+    plural_y = term[:-1] + "y" if term.endswith("i") else term
+    return _specificity((term, term + "e", term + "s", term + "es", term + "ed", plural_y))
+
+
+def _specificity(forms: tuple[str, ...]) -> float:
     from wordfreq import zipf_frequency
 
-    forms = (
-        term,
-        term + "e",
-        term + "s",
-        term + "es",
-        term + "ed",
-        term[:-1] + "y" if term.endswith("i") else term,
-    )
     zipf = max(zipf_frequency(form, "en") for form in forms)
     return min(1.0, max(0.0, (_RAREST_ZIPF - zipf) / (_RAREST_ZIPF - 1.0)))
 
@@ -185,9 +180,14 @@ class Vocabulary:
 
     def __init__(self, shares: dict[str, float]) -> None:
         self._terms = frozenset(shares)
-        self._list = sorted(self._terms)
         subject = {t: share * stem_specificity(t) for t, share in shares.items() if share >= _SUBJECT_SHARE}
         self.subject = {t: w for t, w in subject.items() if stem_specificity(t) >= _SUBJECT_SPECIFICITY}
+
+    @functools.cached_property
+    def _spellings(self) -> list[str]:
+        # Sorted (ties go to the same word every time), and only once a question has a word the
+        # corpus lacks: a large corpus has hundreds of thousands of terms to sort.
+        return sorted(self._terms)
 
     def match(self, term: str) -> str | None:
         """The term itself when indexed, else the closest indexed spelling, else None."""
@@ -197,7 +197,7 @@ class Vocabulary:
             return None
         from rapidfuzz import fuzz, process
 
-        found = process.extractOne(term, self._list, scorer=fuzz.ratio, score_cutoff=_TYPO_SCORE)
+        found = process.extractOne(term, self._spellings, scorer=fuzz.ratio, score_cutoff=_TYPO_SCORE)
         return found[0] if found else None
 
 
@@ -229,12 +229,25 @@ def subject_share(question: Question, passage: str) -> float:
     return sum(w for t, w in question.subject.items() if t in have) / total
 
 
+def passage_features(question: Question, hit: Hit) -> tuple[float, float, float]:
+    """What every sentence of a passage shares: the passage's focus coverage, the most specific
+    focus term it lacks, and its share of the corpus's subject."""
+    focus, missing = coverage(question, hit.passage.text)
+    return focus, missing, subject_share(question, hit.passage.text)
+
+
 def sentence_features(
-    question: Question, sentence: str, passage: str, cosine: float, best_cosine: float, hit: Hit
+    question: Question,
+    sentence: str,
+    passage: tuple[float, float, float],
+    cosine: float,
+    best_cosine: float,
+    hit: Hit,
 ) -> tuple[float, ...]:
-    """The reader's features for one candidate sentence, in the order of FEATURES."""
+    """The reader's features for one candidate sentence, in the order of FEATURES; `passage` is
+    its passage's `passage_features`."""
     sentence_focus, sentence_missing = coverage(question, sentence)
-    passage_focus, passage_missing = coverage(question, passage)
+    passage_focus, passage_missing, passage_subject = passage
     if question.wanted is Wanted.OTHER:
         supplied = missing_type = 0.0
     else:
@@ -252,7 +265,7 @@ def sentence_features(
         supplied,
         missing_type,
         hit.lexical,
-        subject_share(question, passage),
+        passage_subject,
     )
 
 
@@ -402,9 +415,10 @@ def read(
     best = max((float(c.max()) for c in sentence_cosines if len(c)), default=0.0)
     places, texts, rows = [], [], []
     for i, hit in enumerate(hits):
+        passage = passage_features(question, hit)
         for j, sentence in enumerate(hit.passage.sentence_texts()):
             cosine = float(sentence_cosines[i][j])
-            rows.append(sentence_features(question, sentence, hit.passage.text, cosine, best, hit))
+            rows.append(sentence_features(question, sentence, passage, cosine, best, hit))
             places.append((i, j))
             texts.append(sentence)
     probabilities = model.sentence(np.asarray(rows, dtype=np.float64).reshape(-1, len(FEATURES)))
@@ -453,19 +467,10 @@ def neighbour_coverage(
         readings,
         key=lambda r: -(r.features[column["sentence_cosine"]] + r.features[column["sentence_focus"]]),
     )[:_NEIGHBOUR_SENTENCES]
-    stop = stop_words()
-    sentence_words = [
-        [w for w in (m.group().lower().strip("'") for m in _WORD.finditer(r.text)) if w and w not in stop]
-        for r in closest
-    ]
-    passage_words = {
-        w
-        for text in passages
-        for w in (m.group().lower().strip("'") for m in _WORD.finditer(text))
-        if w and w not in stop
-    }
+    sentence_words = [_content_words(r.text) for r in closest]
+    passage_words = sorted({w for text in passages for w in _content_words(text)})
     query_words = [t.word for t in question.focus if t.word]
-    vectors = words(query_words + [w for ws in sentence_words for w in ws] + sorted(passage_words))
+    vectors = words(query_words + [w for ws in sentence_words for w in ws] + passage_words)
     total = sum(t.weight for t in question.focus) or 1.0
     best_found, best_missing = 0.0, 1.0
     for text, ws in zip((r.text for r in closest), sentence_words, strict=True):
@@ -483,7 +488,7 @@ def neighbour_coverage(
                 missing = max(missing, term.weight)
         if found > best_found or (found == best_found and missing < best_missing):
             best_found, best_missing = found, missing
-    around = np.asarray([vectors[w] for w in sorted(passage_words)]) if passage_words else np.zeros((0, 1))
+    around = np.asarray([vectors[w] for w in passage_words]) if passage_words else np.zeros((0, 1))
     absent = sum(
         t.weight
         for t in question.focus
@@ -491,6 +496,13 @@ def neighbour_coverage(
         and not (len(around) and t.word and float((around @ vectors[t.word]).max()) >= _NEIGHBOUR)
     )
     return best_found / total, best_missing, absent / total
+
+
+def _content_words(text: str) -> list[str]:
+    """The text's words, lower-cased, without stop and question words, as they are spelled."""
+    stop = stop_words()
+    words = (m.group().lower().strip("'") for m in _WORD.finditer(text))
+    return [w for w in words if w and w not in stop]
 
 
 def best_per_hit(readings: Sequence[Reading], hits: int) -> list[float]:

@@ -48,14 +48,19 @@ def source_dict(source: Source) -> dict[str, Any]:
         "date": source.date,
         "url": source.url,
         "path": source.path,
-        "label": source.title or source.label or source.id,
+        "label": display_name(source),
     }
 
 
+def display_name(source: Source) -> str:
+    """The article's name for people: its title, else its own heading or first words (derived for
+    display, see bot/label.py); the file name only in an index built before labels."""
+    return source.title or source.label or f"(untitled: {source.id})"
+
+
 def source_label(source: Source) -> str:
-    """ "Title — Outlet, date": what the article shows. Without a title, its own heading or first
-    words (derived for display, see bot/label.py); the file name only in an index built before labels."""
-    title = source.title or source.label or f"(untitled: {source.id})"
+    """ "Name — Outlet, date" (`display_name`, then what the article shows)."""
+    title = display_name(source)
     details = ", ".join(part for part in (source.outlet, source.date) if part)
     return f"{title} — {details}" if details else title
 

@@ -95,8 +95,32 @@ def test_the_measurement_runs_through_a_real_engine(tmp_path: Path, fake_embedde
     settings = Settings(
         corpus=tmp_path / "copy" / "corpus", index=tmp_path / "copy" / "index", model=FAKE_MODEL
     )
-    report = evaluate_unanswerable(open_engine(settings), cases, "all")
+    engine = open_engine(settings)
+    report = evaluate_unanswerable(engine, cases, "all")
     assert report.answerable == sum(c.answerable for c in cases)
     assert report.unanswerable == sum(not c.answerable for c in cases)
     assert report.r_at_1 > 0  # the bag-of-words fake still finds some paragraphs by their words
-    assert 0.0 <= report.unanswerable_declined <= 1.0 and 0.0 <= report.span_shown <= 1.0
+    # The shares are the engine's own decisions, counted over the right questions.
+    lost = [c.question.question for c in cases if not c.answerable]
+    kept = [c.question.question for c in cases if c.answerable]
+    assert report.unanswerable_declined == sum(engine.answer(q, 3).abstained for q in lost) / len(lost)
+    assert report.answerable_declined == sum(engine.answer(q, 3).abstained for q in kept) / len(kept)
+
+
+def test_eval_squad_measures_only_the_half_asked_for(tmp_path: Path, fake_embedder) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    kit = _kit(tmp_path / "kit")
+    result = CliRunner().invoke(
+        app,
+        ["--model", FAKE_MODEL, "eval", "--squad", str(kit), "--half", "first", "--json",
+         "--squad-index", str(tmp_path / "kit-index")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["questions"] == len(PARAGRAPHS["alpha.txt"])  # the first half: alpha.txt only
+    assert sorted(p.name for p in (tmp_path / "kit-index" / "half-first" / "corpus").iterdir()) == [
+        "alpha.txt"
+    ]
