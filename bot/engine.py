@@ -20,20 +20,11 @@ from bot.embed import Embedder, load_embedder
 from bot.errors import BadInputError
 from bot.followup import resolve_followup
 from bot.models import Answer, AnswerSpan, Citation, Hit, Source
+from bot.neighbours import WordVectors, neighbour_coverage
 from bot.quote import choose_quote
 from bot.reader import Question as ReaderQuestion
-from bot.reader import (
-    ReaderModel,
-    Reading,
-    Vocabulary,
-    WordVectors,
-    answer_span,
-    best_per_hit,
-    default_model,
-    neighbour_coverage,
-    read,
-    read_question,
-)
+from bot.reader import Reading, Vocabulary, answer_span, best_per_hit, read, read_question
+from bot.reader_model import ReaderModel, default_model
 from bot.search import FusionWeights, hybrid_search
 
 log = logging.getLogger(__name__)

@@ -36,19 +36,10 @@ from bot.evaluate import (
     token_f1,
     write_reduced_kit,
 )
-from bot.reader import (
-    DECISION_FEATURES,
-    FEATURES,
-    NEAR_FEATURES,
-    WEIGHTS_FILE,
-    FocusTerm,
-    Logistic,
-    ReaderModel,
-    answer_span,
-    decision_features,
-    focus_weight,
-)
+from bot.neighbours import NEAR_FEATURES
+from bot.reader import FEATURES, FocusTerm, answer_span, focus_weight
 from bot.reader import Question as ReaderQuestion
+from bot.reader_model import DECISION_FEATURES, WEIGHTS_FILE, Logistic, ReaderModel, decision_features
 
 log = logging.getLogger("bot.fit_reader")
 

@@ -21,14 +21,10 @@ the best sentence's verdict and question-level signals, whether to answer at all
 from __future__ import annotations
 
 import functools
-import json
-import math
 import re
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,7 +32,8 @@ from bot.answer_type import Span, Wanted, candidates, gives_reason, wanted
 from bot.lexical import stem, stop_words, term_set
 from bot.models import Hit
 
-WEIGHTS_FILE = Path(__file__).with_name("reader.json")
+if TYPE_CHECKING:
+    from bot.reader_model import ReaderModel
 
 FEATURES = (
     "sentence_cosine",
@@ -53,35 +50,7 @@ FEATURES = (
     "passage_subject",
 )
 
-# What decides whether to answer at all: the best sentence's verdict and what it lacks, and how
-# much of the question the best-covered candidate holds, across all candidates.
-DECISION_FEATURES = (
-    "best_logit",
-    "best_focus",
-    "best_missing",
-    "best_passage_missing",
-    "best_type_missing",
-    "absent_from_corpus",
-    "top_cosine",
-    "top_focus",
-    "least_missing",
-    "best_subject",
-    "near_focus",
-    "near_missing",
-    "absent_unmatched",
-    "focus_weight",
-)
-# The decision features that `neighbour_coverage` returns, in its order.
-NEAR_FEATURES = ("near_focus", "near_missing", "absent_unmatched")
-
-# A question word counts as found in a sentence through a word of like meaning at least this close
-# (all-MiniLM-L6-v2 on single words: cops~police 0.93, staffers~employees 0.76, quit~resigned 0.57,
-# Microsoft~Google 0.38, headquartered~firm 0.42).
-_NEIGHBOUR = 0.55
-# How many candidate sentences (closest by cosine and word coverage) are read word by word.
-_NEIGHBOUR_SENTENCES = 3
-
-_WORD = re.compile(r"[\w']+")
+WORD = re.compile(r"[\w']+")
 # Specificity falls from 1 to 0 as a word's English frequency rises from 1 to this on the Zipf scale
 # (3 = once in a million words, 7 = "the").
 _RAREST_ZIPF = 7.0
@@ -150,7 +119,7 @@ def read_question(text: str, vocabulary: Vocabulary) -> Question:
     """The question's answer type and its focus terms, each looked up in the corpus vocabulary."""
     stop = stop_words()
     focus: dict[str, FocusTerm] = {}
-    for word in _WORD.findall(text.lower().replace("’", "'")):
+    for word in WORD.findall(text.lower().replace("’", "'")):
         word = word.strip("'")
         if not word or word in stop:
             continue
@@ -285,7 +254,7 @@ def answer_span(question: Question, sentence: str) -> Span | None:
     if not found:
         return None
     stems = _stems(question)
-    anchors = [(m.start(), m.end()) for m in _WORD.finditer(sentence) if stem(m.group().lower()) in stems]
+    anchors = [(m.start(), m.end()) for m in WORD.finditer(sentence) if stem(m.group().lower()) in stems]
     if not anchors:
         return found[0]
 
@@ -300,109 +269,6 @@ def answer_span(question: Question, sentence: str) -> Span | None:
 
 def _stems(question: Question) -> frozenset[str]:
     return frozenset(t.stem for t in question.focus)
-
-
-@dataclass(frozen=True)
-class Logistic:
-    """A fitted logistic regression over standardised features."""
-
-    features: tuple[str, ...]
-    mean: tuple[float, ...]
-    scale: tuple[float, ...]
-    coef: tuple[float, ...]
-    intercept: float
-
-    @classmethod
-    def from_dict(cls, data: dict, expected: tuple[str, ...], path: Path) -> Logistic:  # type: ignore[type-arg]
-        if tuple(data["features"]) != expected:
-            raise ValueError(f"{path}: fitted for other features; run `python -m bot.fit_reader`")
-        return cls(
-            features=expected,
-            mean=tuple(data["mean"]),
-            scale=tuple(data["scale"]),
-            coef=tuple(data["coef"]),
-            intercept=float(data["intercept"]),
-        )
-
-    @classmethod
-    def neutral(cls, features: tuple[str, ...]) -> Logistic:
-        """Every row read as 0.5: for collecting features before a fit."""
-        n = len(features)
-        return cls(features, (0.0,) * n, (1.0,) * n, (0.0,) * n, 0.0)
-
-    def __call__(self, rows: np.ndarray) -> np.ndarray:
-        """The probability for each row of features."""
-        if len(rows) == 0:
-            return np.zeros(0)
-        z = ((rows - np.asarray(self.mean)) / np.asarray(self.scale)) @ np.asarray(self.coef) + self.intercept
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
-
-
-@dataclass(frozen=True)
-class ReaderModel:
-    """The fitted reader (bot/reader.json): does a sentence answer (`sentence`), does the question
-    get an answer at all (`decision`), and the bars chosen with them."""
-
-    sentence: Logistic
-    decision: Logistic
-    answer_threshold: float
-    span_thresholds: dict[str, float]  # by answer type: the quote's probability needed to show a span
-    rank_weight: float
-
-    @classmethod
-    def load(cls, path: Path = WEIGHTS_FILE) -> ReaderModel:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(
-            sentence=Logistic.from_dict(data["sentence"], FEATURES, path),
-            decision=Logistic.from_dict(data["decision"], DECISION_FEATURES, path),
-            answer_threshold=float(data["answer_threshold"]),
-            span_thresholds={k: float(v) for k, v in data["span_thresholds"].items()},
-            rank_weight=float(data["rank_weight"]),
-        )
-
-    @classmethod
-    def neutral(cls) -> ReaderModel:
-        """Reads every sentence as 0.5 and answers everything: for collecting features to fit."""
-        return cls(Logistic.neutral(FEATURES), Logistic.neutral(DECISION_FEATURES), 0.0, {}, 0.0)
-
-    def confidence(
-        self, question: Question, readings: Sequence[Reading], near: tuple[float, float, float]
-    ) -> float:
-        """P(the candidates answer the question), from the question-level features."""
-        rows = np.asarray([r.features for r in readings], dtype=np.float64).reshape(-1, len(FEATURES))
-        probabilities = np.asarray([r.probability for r in readings])
-        features = decision_features(rows, probabilities, near, focus_weight(question))
-        return float(self.decision(np.asarray([features]))[0])
-
-
-def decision_features(
-    rows: np.ndarray, probabilities: np.ndarray, near: tuple[float, float, float], focus_weight: float
-) -> tuple[float, ...]:
-    """The question-level features, in the order of DECISION_FEATURES, from its candidates' rows
-    and the word-by-word reading of the closest sentences (`neighbour_coverage`)."""
-    if len(rows) == 0:
-        return (-30.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, *near, focus_weight)
-    column = {name: i for i, name in enumerate(FEATURES)}
-    best = rows[int(np.argmax(probabilities))]
-    return (
-        logit(float(probabilities.max())),
-        float(best[column["sentence_focus"]]),
-        float(best[column["sentence_missing"]]),
-        float(best[column["passage_missing"]]),
-        float(best[column["type_missing"]]),
-        float(best[column["absent_from_corpus"]]),
-        float(rows[:, column["sentence_cosine"]].max()),
-        float(rows[:, column["sentence_focus"]].max()),
-        float(rows[:, column["sentence_missing"]].min()),
-        float(best[column["passage_subject"]]),
-        *near,
-        focus_weight,
-    )
-
-
-@functools.cache
-def default_model() -> ReaderModel:
-    return ReaderModel.load()
 
 
 def read(
@@ -428,91 +294,9 @@ def read(
     ]
 
 
-class WordVectors:
-    """Embeddings of single words, cached: the corpus's words recur from question to question."""
-
-    def __init__(self, encode: Callable[[list[str]], np.ndarray], size: int = 50_000) -> None:
-        self._encode = encode
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def __call__(self, words: Sequence[str]) -> dict[str, np.ndarray]:
-        with self._lock:
-            missing = [w for w in dict.fromkeys(words) if w not in self._cache]
-        found = dict(zip(missing, self._encode(missing), strict=True)) if missing else {}
-        with self._lock:
-            self._cache.update(found)
-            result = {w: self._cache[w] for w in words if w in self._cache} | found
-            while len(self._cache) > self._size:
-                self._cache.popitem(last=False)
-        return result
-
-
-def neighbour_coverage(
-    question: Question, readings: Sequence[Reading], passages: Sequence[str], words: WordVectors
-) -> tuple[float, float, float]:
-    """Read the closest sentences word by word: a question word missing from a sentence is found
-    there when the sentence has a word of like meaning ("staffers" ~ "employees").
-
-    Returns, for the best of the closest sentences: the weighted share of the focus found, the
-    weight of the most specific focus term still unmatched, and the share of the focus weight that
-    the corpus lacks and no word of the best passages (`passages`) stands in for ("Uber",
-    "headquartered"; but "ppl" has "people").
-    """
-    if not question.focus or not readings:
-        return 0.0, 1.0, question.absent
-    column = {name: i for i, name in enumerate(FEATURES)}
-    closest = sorted(
-        readings,
-        key=lambda r: -(r.features[column["sentence_cosine"]] + r.features[column["sentence_focus"]]),
-    )[:_NEIGHBOUR_SENTENCES]
-    sentence_words = [_content_words(r.text) for r in closest]
-    passage_words = sorted({w for text in passages for w in _content_words(text)})
-    query_words = [t.word for t in question.focus if t.word]
-    vectors = words(query_words + [w for ws in sentence_words for w in ws] + passage_words)
-    total = sum(t.weight for t in question.focus) or 1.0
-    best_found, best_missing = 0.0, 1.0
-    for text, ws in zip((r.text for r in closest), sentence_words, strict=True):
-        have = term_set(text)
-        matrix = np.asarray([vectors[w] for w in ws]) if ws else np.zeros((0, 1))
-        found = missing = 0.0
-        for term in question.focus:
-            if term.stem in have:
-                found += term.weight
-                continue
-            similarity = float((matrix @ vectors[term.word]).max()) if len(matrix) and term.word else 0.0
-            if similarity >= _NEIGHBOUR:
-                found += term.weight
-            else:
-                missing = max(missing, term.weight)
-        if found > best_found or (found == best_found and missing < best_missing):
-            best_found, best_missing = found, missing
-    around = np.asarray([vectors[w] for w in passage_words]) if passage_words else np.zeros((0, 1))
-    absent = sum(
-        t.weight
-        for t in question.focus
-        if not t.in_corpus
-        and not (len(around) and t.word and float((around @ vectors[t.word]).max()) >= _NEIGHBOUR)
-    )
-    return best_found / total, best_missing, absent / total
-
-
-def _content_words(text: str) -> list[str]:
-    """The text's words, lower-cased, without stop and question words, as they are spelled."""
-    stop = stop_words()
-    words = (m.group().lower().strip("'") for m in _WORD.finditer(text))
-    return [w for w in words if w and w not in stop]
-
-
 def best_per_hit(readings: Sequence[Reading], hits: int) -> list[float]:
     """The probability of each hit's best sentence (0 for a passage without sentences)."""
     best = [0.0] * hits
     for reading in readings:
         best[reading.hit] = max(best[reading.hit], reading.probability)
     return best
-
-
-def logit(p: float) -> float:
-    p = min(max(p, 1e-9), 1 - 1e-9)
-    return math.log(p / (1 - p))

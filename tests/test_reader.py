@@ -11,21 +11,9 @@ import pytest
 
 from bot.answer_type import Wanted, candidates, gives_reason, wanted
 from bot.followup import resolve_followup
-from bot.reader import (
-    DECISION_FEATURES,
-    FEATURES,
-    WEIGHTS_FILE,
-    Logistic,
-    ReaderModel,
-    Reading,
-    Vocabulary,
-    WordVectors,
-    answer_span,
-    coverage,
-    neighbour_coverage,
-    read_question,
-    specificity,
-)
+from bot.neighbours import WordVectors, neighbour_coverage
+from bot.reader import FEATURES, Reading, Vocabulary, answer_span, coverage, read_question, specificity
+from bot.reader_model import DECISION_FEATURES, WEIGHTS_FILE, Logistic, ReaderModel
 
 CORPUS_TERMS = {"employe": 0.5, "sign": 0.3, "letter": 0.4, "googl": 0.2, "microsoft": 0.2, "resign": 0.1}
 
