@@ -106,8 +106,8 @@ def _evaluate_questions(settings: Settings, questions: Path, k: int):  # type: i
 def _evaluate_squad(settings: Settings, kit: Path, sample: int | None, index: Path, half: str):  # type: ignore[no-untyped-def]
     import shutil
 
-    from bot.evaluate import evaluate_squad_engine, read_squad, squad_articles
     from bot.evaluate import sample as take_sample
+    from bot.squad import evaluate_squad_engine, read_squad, squad_articles
 
     names = squad_articles(kit, half)
     corpus = kit / "articles"
@@ -122,7 +122,8 @@ def _evaluate_squad(settings: Settings, kit: Path, sample: int | None, index: Pa
 
 
 def _evaluate_unanswerable(settings: Settings, kit: Path, size: int | None, index: Path, half: str):  # type: ignore[no-untyped-def]
-    from bot.evaluate import evaluate_unanswerable, sample, squad_articles, write_reduced_kit
+    from bot.evaluate import sample
+    from bot.squad import evaluate_unanswerable, squad_articles, write_reduced_kit
 
     names = squad_articles(kit, half)
     root = index / f"reduced-{half}"

@@ -27,19 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from bot.answer_type import Wanted
-from bot.evaluate import (
-    FileSpans,
-    normalize,
-    read_questions,
-    sample,
-    squad_articles,
-    token_f1,
-    write_reduced_kit,
-)
+from bot.evaluate import normalize, read_questions, sample
 from bot.neighbours import NEAR_FEATURES
 from bot.reader import FEATURES, FocusTerm, answer_span, focus_weight
 from bot.reader import Question as ReaderQuestion
 from bot.reader_model import DECISION_FEATURES, WEIGHTS_FILE, Logistic, ReaderModel, decision_features
+from bot.squad import FileSpans, squad_articles, token_f1, write_reduced_kit
 
 log = logging.getLogger("bot.fit_reader")
 

@@ -11,15 +11,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
-from bot.evaluate import (
-    FileSpans,
-    Report,
-    evaluate,
-    evaluate_squad_engine,
-    read_questions,
-    read_squad,
-    sample,
-)
+from bot.evaluate import Report, evaluate, read_questions, sample
+from bot.squad import FileSpans, evaluate_squad_engine, read_squad
 from tests.conftest import DEV_QUESTIONS, ROOT, SHARED
 
 DATA = ROOT / "tests" / "data"

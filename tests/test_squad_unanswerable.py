@@ -10,7 +10,7 @@ import pytest
 
 from bot.config import Settings
 from bot.errors import BadInputError
-from bot.evaluate import evaluate_unanswerable, squad_articles, token_f1, write_reduced_kit
+from bot.squad import evaluate_unanswerable, squad_articles, token_f1, write_reduced_kit
 from tests.fakes import FAKE_MODEL
 
 PARAGRAPHS = {
