@@ -71,7 +71,7 @@ class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     question: str = Field(examples=["How many employees signed the letter?"])
-    k: int = Field(default=3, ge=1, le=20)
+    k: int | None = Field(default=None, ge=1, le=20)  # None: the setting PROTEST_BOT_TOP_K (3)
     previous: Previous | None = None
 
 
@@ -223,8 +223,9 @@ def _install_routes(app: FastAPI, state: ApiState) -> None:
         question = validate_question(request.question)
         previous = _previous(request.previous)
         engine = _engine(state)
+        k = request.k or state.settings.top_k
         async with state.engine_calls:
-            answer = await asyncio.to_thread(engine.answer, question, request.k, previous)
+            answer = await asyncio.to_thread(engine.answer, question, k, previous)
         return answer_dict(answer)
 
     @app.get("/sources", dependencies=guarded, summary="The articles the index holds")

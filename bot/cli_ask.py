@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 
 from bot.cli_common import (
+    AnswerTopK,
     ServerOption,
-    TopK,
     answer_stdin_lines,
     err,
     handles_errors,
@@ -34,13 +34,14 @@ def ask(
             metavar="QUESTION", help="The question; with --json, '-' reads one question a line from stdin."
         ),
     ],
-    k: TopK = 3,
+    k: AnswerTopK = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as one JSON object.")] = False,
     server: ServerOption = None,
 ) -> None:
     """Answer one question with quoted, cited passages."""
     from bot.render import answer_markup
 
+    k = k or ctx.obj.top_k
     client = server_client(server)
     if client is not None:
         try:
@@ -73,10 +74,11 @@ def _ask_stream(ctx: typer.Context, k: int) -> None:
 
 
 @handles_errors
-def chat(ctx: typer.Context, k: TopK = 3, server: ServerOption = None) -> None:
+def chat(ctx: typer.Context, k: AnswerTopK = None, server: ServerOption = None) -> None:
     """Ask questions one after another (type exit, or press Ctrl-D, to quit)."""
     from bot.render import answer_markup
 
+    k = k or ctx.obj.top_k
     client = server_client(server)
     if client is not None:
         try:

@@ -30,6 +30,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 TopK = Annotated[
     int, typer.Option("-k", "--top-k", min=1, max=20, metavar="N", help="How many citations at most.")
 ]
+# ask and chat: the setting PROTEST_BOT_TOP_K (3) unless -k says otherwise, as Telegram and serve do.
+AnswerTopK = Annotated[
+    int | None,
+    typer.Option(
+        "-k",
+        "--top-k",
+        min=1,
+        max=20,
+        metavar="N",
+        help="How many citations at most.",
+        show_default="PROTEST_BOT_TOP_K, else 3",
+    ),
+]
 ServerOption = Annotated[
     str | None,
     typer.Option(

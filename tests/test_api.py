@@ -76,6 +76,21 @@ def test_ask_returns_exactly_the_cli_json(client: TestClient, built: Settings, e
     assert response.json()["citations"], "the fake index answers this question"
 
 
+def test_the_top_k_setting_is_the_default_k_of_ask_and_the_api(built: Settings, engine: Engine) -> None:
+    one = built.model_copy(update={"top_k": 1})
+    with TestClient(create_app(one, ServeSettings(), engine)) as test_client:
+        response = test_client.post("/ask", json={"question": QUESTION})
+    assert response.json() == answer_dict(engine.answer(QUESTION, 1))
+    base = ["--corpus", str(built.corpus), "--index", str(built.index), "--model", built.model]
+    cli = CliRunner().invoke(cli_app, [*base, "ask", "--json", QUESTION], env={"PROTEST_BOT_TOP_K": "1"})
+    assert cli.exit_code == 0, cli.output
+    assert json.loads(cli.stdout) == response.json()
+    wider = CliRunner().invoke(
+        cli_app, [*base, "ask", "--json", "-k", "3", QUESTION], env={"PROTEST_BOT_TOP_K": "1"}
+    )
+    assert len(json.loads(wider.stdout)["citations"]) > len(response.json()["citations"]) == 1
+
+
 def test_ask_with_previous_reads_a_follow_up_with_the_question_before(
     client: TestClient, engine: Engine
 ) -> None:
