@@ -73,7 +73,8 @@ _MODIFIER = (
     r"|fewer than|less than|only|just|an estimated|close to|as many as|as much as)\s+)?"
 )
 _NUMBER = re.compile(
-    rf"\b{_MODIFIER}(?:(?:US|U\.S\.)?\$\s?|£|€)?"
+    # A currency sign opens the figure: "$41 million", not "41 million" ("\b" cannot start before "$").
+    rf"(?:\b|(?<![\w$£€])(?=[$£€])){_MODIFIER}(?:(?:US|U\.S\.)?\$\s?|£|€)?"
     rf"(?:\d[\d,]*(?:\.\d+)?|(?:a |an )?(?:{_NUMBER_WORDS})(?:[\s-](?:{_NUMBER_WORDS}))*)"
     r"(?:\s?(?:%|percent|per cent)|\s(?:million|billion|thousand|hundred|trillion))?\b%?",
     re.IGNORECASE,

@@ -44,6 +44,12 @@ def test_number_candidates_keep_their_modifiers() -> None:
     ] == ["about a dozen"]
 
 
+def test_an_amount_keeps_its_currency_sign() -> None:
+    worth = "how much is the contract worth"
+    assert [s.text for s in candidates("It is worth $41 million.", Wanted.NUMBER, worth)] == ["$41 million"]
+    assert [s.text for s in candidates("It is worth about €3.", Wanted.NUMBER, worth)] == ["about €3"]
+
+
 def test_a_candidate_the_question_already_holds_is_not_an_answer() -> None:
     sentence = "Palantir has been working with ICE since 2014 when Obama was president."
     names = [s.text for s in candidates(sentence, Wanted.NAME, "who was president when palantir started")]
