@@ -117,6 +117,7 @@ def answer_from_dict(data: dict[str, Any]) -> Answer:
             citations=citations,
             notes=tuple(notes) if notes is not None else tuple(_NOTE.findall(data["answer"])),
             answer_span=AnswerSpan(n=span["n"], text=span["text"]) if span else None,
+            query=data.get("query") or "",
         )
     except (KeyError, TypeError) as exc:
         raise ServerError(f"the server's answer does not follow the JSON contract ({exc})") from None

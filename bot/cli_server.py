@@ -55,8 +55,9 @@ def server_chat(client, k: int):  # type: ignore[no-untyped-def]
     def ask(question: str, previous):  # type: ignore[no-untyped-def]
         earlier = {"question": previous.question, "query": previous.query} if previous else None
         answer = answer_from_dict(client.ask(question, k, earlier))
-        # The server searched the question with the one before when it follows it; keeping that
-        # text here lets a follow-up of a follow-up be read as it would be in-process.
+        if answer.query:  # what the server searched, its subject swapped where the follow-up named one
+            return answer
+        # A server from before `query` was in the JSON: read the follow-up here, without the swap.
         query = resolve_followup(answer.question, previous.query if previous else None)
         return dataclasses.replace(answer, query=query)
 

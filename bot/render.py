@@ -22,6 +22,7 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
         "answer": answer.summary,
         "citations": [_citation_dict(c) for c in answer.citations],
         "answer_span": _span_dict(answer),
+        "query": answer.query or answer.question,
     }
 
 

@@ -34,6 +34,11 @@ QUESTIONS = (
     "What is the best pizza in Naples?",  # declined
 )
 CHAT = "Who wrote the letter to Jeff Bezos?\nhow many signed it?\nand what did they ask for?\n\nexit\n"
+# A follow-up that swaps the subject, then a follow-up of it: the second is read with the swapped
+# question ("How many Microsoft employees…"), which only the server knows.
+SWAP_CHAT = (
+    "How many Google employees signed the letter?\nwhat about Microsoft?\nand when did they sign?\nexit\n"
+)
 
 runner = CliRunner()
 
@@ -161,6 +166,21 @@ def test_chat_through_the_server_reads_follow_ups_as_in_process(served: tuple[Se
     assert remote.returncode == local.exit_code == 0, remote.stderr
     assert remote.stdout == local.stdout
     assert remote.stdout.count("” [1]") == 3  # three answers, each opening with its answer line
+
+
+def test_chat_through_the_server_swaps_a_follow_ups_subject_as_in_process(
+    served: tuple[Settings, str],
+) -> None:
+    settings, url = served
+    remote = cli("chat", "--server", url, stdin=SWAP_CHAT)
+    local = in_process(settings, "chat", stdin=SWAP_CHAT)
+    assert remote.returncode == local.exit_code == 0, remote.stderr
+    assert remote.stdout == local.stdout
+    # the swapped follow-up and the one after it both open with Microsoft's letter
+    assert (
+        remote.stdout.count("“More than 300 employees have signed a letter denouncing the campaign.” [1]\n")
+        == 2
+    )
 
 
 def test_ask_json_stream_through_the_server(served: tuple[Settings, str]) -> None:

@@ -184,6 +184,18 @@ def test_the_page_asks_and_shows_the_answer_with_numbered_cited_quotes(page_url:
     assert declined["citations"] == []
 
 
+def test_a_follow_up_of_a_follow_up_is_read_as_the_api_reads_a_chain(page_url: str, browser: Any) -> None:
+    browser.get(page_url + "/")
+    previous = None
+    for question in ("What does Palantir run on?", "and who wrote that?", "what about it?"):
+        shown = ask(browser, question)
+        body = {"question": question, **({"previous": previous} if previous else {})}
+        expected = httpx.post(f"{page_url}/ask", json=body).json()
+        assert squash(shown["answer"]) == squash(expected["answer"]), question
+        previous = expected  # the whole answer, its `query` included, as the page keeps it
+    assert expected["query"].startswith("What does Palantir"), "the last one was read with both before"
+
+
 def test_html_in_questions_and_articles_is_shown_as_text_and_never_runs(page_url: str, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 

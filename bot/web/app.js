@@ -109,7 +109,7 @@ function showError(message) {
 async function ask(question) {
   const headers = { "Content-Type": "application/json" };
   if (tokenInput.value) headers.Authorization = `Bearer ${tokenInput.value}`;
-  const body = { question, k: 3 };
+  const body = { question }; // k: the server's default (PROTEST_BOT_TOP_K)
   if (previous) body.previous = previous;
   const response = await fetch("/ask", { method: "POST", headers, body: JSON.stringify(body) });
   let data = null;
@@ -141,7 +141,9 @@ form.addEventListener("submit", async (event) => {
   try {
     const data = await ask(question);
     renderAnswer(data);
-    previous = { question: data.question };
+    // What the answer searched (a follow-up read with the question before), so a follow-up of a
+    // follow-up is read as the CLI and Telegram read it.
+    previous = { question: data.question, query: data.query };
   } catch (error) {
     showError(error.message);
   } finally {
