@@ -152,6 +152,31 @@ class ServeSettings(BaseSettings):
         return value
 
 
+class StateSettings(BaseSettings):
+    """Where the state shared by replicas lives: Redis when a URL is given, else process memory."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PROTEST_BOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # redis://[:password@]host:port/db (rediss:// for TLS, unix:// for a socket). A SecretStr: the
+    # URL may carry a password.
+    redis_url: SecretStr | None = None
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _check_redis_url(cls, value: object) -> object:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return None
+            if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+                raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+
 SettingsKind = TypeVar("SettingsKind", bound=BaseSettings)
 
 
