@@ -68,6 +68,9 @@ class TelegramSettings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = Field(default=8443, ge=1, le=65535)
+    # How long a webhook update stays claimed by a replica that stopped renewing the claim (it died):
+    # another replica takes the update over after this.
+    webhook_claim_seconds: float = Field(default=10.0, gt=0, le=600)
 
     @field_validator("admin_ids", mode="before")
     @classmethod
