@@ -94,7 +94,7 @@ def build_application(
             )
         )
         .post_init(handlers.post_init)
-        .post_shutdown(lambda _app: shared.state.close())
+        .post_shutdown(lambda _app: handlers.shared.state.close())
         .build()
     )
     handlers.install(app)
