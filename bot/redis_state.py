@@ -148,7 +148,7 @@ class RedisState:
         except (RedisError, OSError, TimeoutError) as exc:
             if not self.down:
                 log.warning(
-                    "lost Redis at %s (%s); answering with this replica's own memory until it is back",
+                    "lost Redis at %s (%s); answering with this replica's own memory until it returns",
                     self.where,
                     type(exc).__name__,
                 )

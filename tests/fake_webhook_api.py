@@ -64,6 +64,7 @@ class DeliveringBotApi(FakeBotApi):
         self._deliveries: list[Delivery] = []
         self._holds: list[Hold] = []
         self._session: aiohttp.ClientSession | None = None
+        self._delivering: list[Any] = []  # concurrent.futures of the delivery loops
 
     # --- delivery -------------------------------------------------------------------------------
 
@@ -72,7 +73,8 @@ class DeliveringBotApi(FakeBotApi):
         update = super().push(kind, payload)
         if self.webhook is not None:
             assert self._loop is not None
-            asyncio.run_coroutine_threadsafe(self._deliver(update, dict(self.webhook)), self._loop)
+            delivery = asyncio.run_coroutine_threadsafe(self._deliver(update, dict(self.webhook)), self._loop)
+            self._delivering.append(delivery)
         return update
 
     async def _deliver(self, update: dict[str, Any], webhook: dict[str, Any]) -> None:
@@ -150,6 +152,8 @@ class DeliveringBotApi(FakeBotApi):
     def stop(self) -> None:
         """Stop delivering and serving."""
         self._closing = True
+        for delivery in self._delivering:
+            delivery.cancel()
         if self._loop is not None and self._session is not None:
             close = asyncio.run_coroutine_threadsafe(self._session.close(), self._loop)
             close.result(10)

@@ -27,14 +27,16 @@ def free_port() -> int:
 class RedisServer:
     """redis-server on 127.0.0.1:`port`; `stop()` and `start()` again on the same port, as an outage."""
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(self, folder: Path, port: int | None = None, password: str = "") -> None:
         self.folder = folder
         self.port = port or free_port()
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         assert REDIS_SERVER is not None
@@ -42,6 +44,8 @@ class RedisServer:
         command = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder)]
         # Nothing on disk: a restart is an empty Redis, the worst case for the bot.
         command += ["--save", "", "--appendonly", "no"]
+        if self.password:
+            command += ["--requirepass", self.password]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not self.ping():
@@ -53,8 +57,15 @@ class RedisServer:
     def ping(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                auth = f"AUTH {self.password}\r\n".encode() if self.password else b""
+                sock.sendall(auth + b"PING\r\n")
+                received = b""
+                while b"PONG" not in received and b"-" not in received:
+                    chunk = sock.recv(64)
+                    if not chunk:
+                        break
+                    received += chunk
+                return b"+PONG" in received
         except OSError:
             return False
 

@@ -66,7 +66,9 @@ def fresh_redis(redis_server: RedisServer) -> RedisServer:
     return redis_server
 
 
-@pytest.fixture(params=["memory", "redis"])
+# The Redis variant starts redis-server through `getfixturevalue`, which tests/conftest.py cannot
+# see: it is marked slow here, so the fast lane stays free of subprocesses.
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.slow(reason="a subprocess"))])
 def make_state(request: pytest.FixtureRequest) -> Callable[[], SharedState]:
     """A factory of states: each call a new client of the same store (two replicas, for Redis)."""
     if request.param == "memory":
@@ -280,7 +282,7 @@ def test_while_redis_is_down_limits_are_local_and_one_line_says_so(
     assert up == [True, True, False], "shared limits resume"
     messages = [r.getMessage() for r in caplog.records]
     assert sum("lost Redis" in m for m in messages) == 1, messages
-    assert sum("is back; state is shared again" in m for m in messages) == 1, messages
+    assert sum("is back" in m for m in messages) == 1, messages
     assert not any(r.exc_info for r in caplog.records), "no traceback"
 
 

@@ -54,7 +54,7 @@ class WebhookEndpoint:
         self.draining = False
         self.in_flight = 0
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         """Check the secret, claim the update, handle it, and only then say 200."""
         supplied = request.headers.get(SECRET_HEADER, "").encode()
         if not hmac.compare_digest(supplied, self.secret):
@@ -123,7 +123,7 @@ async def serve_webhook(
     from bot.serve import stop_signals_end_cleanly
 
     endpoint = WebhookEndpoint(app, state, options["secret_token"], claim_seconds)
-    routes = [Route("/" + options["url_path"], endpoint, methods=["POST"])]
+    routes = [Route("/" + options["url_path"], endpoint.handle, methods=["POST"])]
     config = uvicorn.Config(
         Starlette(routes=routes),
         host=options["listen"],
