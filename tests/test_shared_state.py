@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bot import redis_state
-from bot.config import StateSettings, load_settings
+from bot.config import Settings, StateSettings, load_settings
 from bot.errors import BadInputError
 from bot.models import Answer, AnswerSpan, Citation, Source
 from bot.redis_state import RedisState, redacted_url
@@ -300,3 +300,18 @@ def test_redis_urls_are_checked_and_passwords_kept_out_of_messages() -> None:
         load_settings(StateSettings, redis_url="http://cache:6379")
     assert load_settings(StateSettings, redis_url="  ").redis_url is None
     assert isinstance(open_state(None), MemoryState)
+
+
+@NEEDS_REDIS
+def test_two_serve_replicas_share_one_rate_limit(fresh_redis: RedisServer, built: Settings) -> None:
+    from fastapi.testclient import TestClient
+
+    from bot.api import create_app
+    from bot.config import ServeSettings
+
+    serve = ServeSettings(_env_file=None, api_rate_limit_per_minute=2)  # type: ignore[call-arg]
+    apps = [create_app(built, serve, shared=RedisState(fresh_redis.url)) for _ in range(2)]
+    with TestClient(apps[0]) as one, TestClient(apps[1]) as two:
+        # No engine is loading: an allowed request gets 503, a limited one 429 (checked first).
+        statuses = [client.get("/sources").status_code for client in (one, two, one, two)]
+    assert statuses == [503, 503, 429, 429]

@@ -137,6 +137,14 @@ def test_unreachable_server_at_start_logs_one_line_per_problem_and_a_traceback_o
         ),
         ({"TELEGRAM_API_BASE_URL": "ftp://127.0.0.1/bot"}, "TELEGRAM_API_BASE_URL must be an http(s) URL"),
         ({"TELEGRAM_ADMIN_IDS": "1,two"}, "invalid Telegram setting TELEGRAM_ADMIN_IDS"),
+        ({"PROTEST_BOT_REDIS_URL": "http://cache:6379"}, "must be a redis://, rediss:// or unix:// URL"),
+        (
+            {
+                "TELEGRAM_WEBHOOK_URL": "https://bot.example.org/hook",
+                "PROTEST_BOT_REDIS_URL": "redis://127.0.0.1:1",
+            },
+            "TELEGRAM_WEBHOOK_SECRET must be set when replicas share state",
+        ),
     ],
 )
 def test_bad_settings_are_one_line(built: Settings, env: dict[str, str], expected: str) -> None:

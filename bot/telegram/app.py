@@ -110,6 +110,11 @@ def run(settings: Settings, tg: TelegramSettings, shared: StateSettings | None =
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     redis_url = shared.redis_url.get_secret_value() if shared and shared.redis_url else None
+    if redis_url and tg.webhook_url and tg.webhook_secret is None:
+        raise BadInputError(
+            "TELEGRAM_WEBHOOK_SECRET must be set when replicas share state (PROTEST_BOT_REDIS_URL): "
+            "each would otherwise register a random secret of its own and refuse the others' updates"
+        )
     state = open_state(redis_url)
     app = build_application(settings, tg, state=state)
     where = redact(tg.checked_api_base_url())
