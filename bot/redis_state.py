@@ -113,7 +113,7 @@ def redacted_url(url: str) -> str:
 class RedisState:
     """`SharedState` in Redis, with a `MemoryState` to fall back on while Redis cannot be reached."""
 
-    def __init__(self, url: str, timeout: float = 0.5) -> None:
+    def __init__(self, url: str, timeout: float = 0.5, namespace: str = "") -> None:
         if aioredis is None:
             raise BadInputError(
                 "PROTEST_BOT_REDIS_URL is set but redis-py is not installed: pip install 'protest-bot[redis]'"
@@ -131,6 +131,8 @@ class RedisState:
             retry=Retry(NoBackoff(), 1),
         )
         self.local = MemoryState()
+        # Keys are per bot: Telegram numbers updates per bot, and two bots may share one Redis.
+        self.prefix = f"{PREFIX}{namespace}:" if namespace else PREFIX
         self.owner = f"{socket.gethostname()}-{secrets.token_hex(4)}"  # this replica, in claims
         self.down = False
         self._retry_at = 0.0
@@ -174,7 +176,9 @@ class RedisState:
             key = secrets.token_urlsafe(6)
             try:
                 stored = await self._call(
-                    lambda k=key: self.client.set(PREFIX + "answer:" + k, data, ex=ANSWER_SECONDS, nx=True)
+                    lambda k=key: self.client.set(
+                        self.prefix + "answer:" + k, data, ex=ANSWER_SECONDS, nx=True
+                    )
                 )
             except StateUnavailable:
                 return await self.local.add_answer(shown)
@@ -185,7 +189,7 @@ class RedisState:
     async def get_answer(self, key: str) -> Shown | None:
         """The answer behind `key`: from Redis, else from what this replica kept while Redis was down."""
         try:
-            raw = await self._call(lambda: self.client.get(PREFIX + "answer:" + key))
+            raw = await self._call(lambda: self.client.get(self.prefix + "answer:" + key))
         except StateUnavailable:
             if (local := await self.local.get_answer(key)) is None:
                 raise
@@ -196,7 +200,7 @@ class RedisState:
         """`change` applied in a WATCH/MULTI transaction, retried if another replica changed it first."""
         if await self.local.get_answer(key) is not None:
             return await self.local.update_answer(key, change)
-        return await self._call(lambda: self._transaction(PREFIX + "answer:" + key, change))
+        return await self._call(lambda: self._transaction(self.prefix + "answer:" + key, change))
 
     async def _transaction(self, name: str, change: Callable[[Shown], T]) -> tuple[Shown, T] | None:
         async with self.client.pipeline(transaction=True) as pipe:
@@ -219,7 +223,7 @@ class RedisState:
     async def last_answer(self, chat_id: int) -> Answer | None:
         """The chat's previous answer (this replica's own while Redis is down)."""
         try:
-            raw = await self._call(lambda: self.client.get(f"{PREFIX}chat:{chat_id}"))
+            raw = await self._call(lambda: self.client.get(f"{self.prefix}chat:{chat_id}"))
         except StateUnavailable:
             return await self.local.last_answer(chat_id)
         return decode_answer(json.loads(raw)) if raw is not None else None
@@ -229,7 +233,7 @@ class RedisState:
         data = json.dumps(encode_answer(answer))
         try:
             await self._call(
-                lambda: self.client.set(f"{PREFIX}chat:{chat_id}", data, ex=CONVERSATION_SECONDS)
+                lambda: self.client.set(f"{self.prefix}chat:{chat_id}", data, ex=CONVERSATION_SECONDS)
             )
         except StateUnavailable:
             await self.local.remember(chat_id, answer)
@@ -238,7 +242,7 @@ class RedisState:
 
     async def claim(self, update_id: int, seconds: float) -> Claim:
         """Claim an update in Redis; without Redis, answer it anyway (never lose one)."""
-        name = f"{PREFIX}update:{update_id}"
+        name = f"{self.prefix}update:{update_id}"
         try:
             found = await self._call(lambda: self._claim(keys=[name], args=[self.owner, _ms(seconds)]))
         except StateUnavailable:
@@ -247,12 +251,12 @@ class RedisState:
 
     async def renew(self, update_id: int, seconds: float) -> None:
         """Extend our claim while the answer is still being made."""
-        await self._quietly(self._if_ours, f"{PREFIX}update:{update_id}", self.owner, _ms(seconds))
+        await self._quietly(self._if_ours, f"{self.prefix}update:{update_id}", self.owner, _ms(seconds))
 
     async def finish(self, update_id: int) -> None:
         """Mark the update done for a day (Telegram redelivers for at most that long)."""
         await self.local.finish(update_id)
-        name = f"{PREFIX}update:{update_id}"
+        name = f"{self.prefix}update:{update_id}"
         # Without Redis a redelivery may be answered twice; it cannot be lost.
         with contextlib.suppress(StateUnavailable):
             await self._call(lambda: self.client.set(name, "done", ex=DONE_SECONDS))
@@ -260,7 +264,7 @@ class RedisState:
     async def release(self, update_id: int) -> None:
         """Drop our claim so another replica can take the update at once."""
         await self.local.release(update_id)
-        await self._quietly(self._if_ours, f"{PREFIX}update:{update_id}", self.owner)
+        await self._quietly(self._if_ours, f"{self.prefix}update:{update_id}", self.owner)
 
     # --- locks ----------------------------------------------------------------------------------
 
@@ -269,7 +273,7 @@ class RedisState:
         token = secrets.token_hex(8)
         try:
             taken = await self._call(
-                lambda: self.client.set(f"{PREFIX}lock:{name}", token, px=_ms(seconds), nx=True)
+                lambda: self.client.set(f"{self.prefix}lock:{name}", token, px=_ms(seconds), nx=True)
             )
         except StateUnavailable:
             return await self.local.try_lock(name, seconds)
@@ -278,7 +282,7 @@ class RedisState:
     async def unlock(self, name: str, token: str) -> None:
         """Release the lock if it is still ours."""
         await self.local.unlock(name, token)
-        await self._quietly(self._if_ours, f"{PREFIX}lock:{name}", token)
+        await self._quietly(self._if_ours, f"{self.prefix}lock:{name}", token)
 
     async def _quietly(self, script: Any, key: str, *args: object) -> None:
         with contextlib.suppress(StateUnavailable):  # the claim or lock then expires by its TTL
@@ -300,7 +304,7 @@ class RedisLimiter:
 
     async def check(self, user_id: int) -> Verdict:
         """Take one token from the user's bucket and the overall one, atomically."""
-        base = f"{PREFIX}rate:{self.scope}:"
+        base = f"{self.state.prefix}rate:{self.scope}:"
         keys = [f"{base}user:{user_id}", f"{base}all", f"{base}warned:{user_id}"]
         try:
             allowed, wait, everyone, warn = await self.state._call(

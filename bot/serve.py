@@ -70,7 +70,7 @@ def run(settings: Settings, serve: ServeSettings, shared: StateSettings | None =
         serve,
         open_engine=lambda s: open_engine(s, notify=log.info),
         on_load_failure=stop,
-        shared=open_state(redis_url),
+        shared=open_state(redis_url, namespace="serve"),
     )
     # log_config=None: uvicorn's loggers go through ours (one format, no colour codes in files).
     config = uvicorn.Config(

@@ -204,14 +204,14 @@ class MemoryState:
         """Nothing to release."""
 
 
-def open_state(redis_url: str | None, timeout: float = 0.5) -> SharedState:
-    """Redis when a URL is given, else memory. The URL is checked and the client made; nothing is
-    sent until the first use, so a Redis that is down at start does not stop the bot."""
+def open_state(redis_url: str | None, namespace: str = "", timeout: float = 0.5) -> SharedState:
+    """Redis when a URL is given (keys under `namespace`: the bot's id, or "serve"), else memory.
+    Nothing is sent until the first use, so a Redis that is down at start does not stop the bot."""
     if not redis_url:
         return MemoryState()
     from bot.redis_state import RedisState
 
-    return RedisState(redis_url, timeout=timeout)
+    return RedisState(redis_url, timeout=timeout, namespace=namespace)
 
 
 # --- encoding answers for Redis -----------------------------------------------------------------

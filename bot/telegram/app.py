@@ -115,7 +115,8 @@ def run(settings: Settings, tg: TelegramSettings, shared: StateSettings | None =
             "TELEGRAM_WEBHOOK_SECRET must be set when replicas share state (PROTEST_BOT_REDIS_URL): "
             "each would otherwise register a random secret of its own and refuse the others' updates"
         )
-    state = open_state(redis_url)
+    # The bot's id (the token's public part before the colon) keeps two bots on one Redis apart.
+    state = open_state(redis_url, namespace=tg.checked_token().split(":", 1)[0])
     app = build_application(settings, tg, state=state)
     where = redact(tg.checked_api_base_url())
     if redis_url:
