@@ -167,8 +167,15 @@ class Cluster:
     """The fake Bot API, a proxy, `count` replicas and the Redis they share."""
 
     def __init__(
-        self, folder: Path, corpus: Path, index: Path, redis: RedisServer, count: int = 2, **env: str
-    ):
+        self,
+        folder: Path,
+        corpus: Path,
+        index: Path,
+        redis: RedisServer,
+        count: int = 2,
+        rate_limit: int = 3,
+        model: str = "test-hash-embedder",
+    ) -> None:
         self.folder, self.redis = folder, redis
         self.api = DeliveringBotApi().start()
         ports = [free_port() for _ in range(count)]
@@ -178,23 +185,24 @@ class Cluster:
             **base,
             "TELEGRAM_BOT_TOKEN": TOKEN,
             "TELEGRAM_WEBHOOK_SECRET": SECRET,
+            # Short, so a dead replica's update is taken over within the tests' patience.
             "TELEGRAM_WEBHOOK_CLAIM_SECONDS": "2",
-            "TELEGRAM_RATE_LIMIT_GLOBAL_PER_MINUTE": "10000",
+            "TELEGRAM_RATE_LIMIT_GLOBAL_PER_MINUTE": str(max(10_000, rate_limit)),
             "HF_HUB_OFFLINE": "1",
-            **env,
         }
         options = ["--api-base-url", self.api.base_url, "--webhook-url", self.proxy.url + PATH]
-        options += ["--webhook-listen", "127.0.0.1", "--redis-url", redis.url, "--rate-limit", "3"]
-        self.replicas = [
-            Replica(
-                f"replica{i}",
-                port,
-                folder,
-                command(corpus, index, "telegram", *options, "--webhook-port", str(port)),
-                environment,
-            )
-            for i, port in enumerate(ports)
+        options += [
+            "--webhook-listen",
+            "127.0.0.1",
+            "--redis-url",
+            redis.url,
+            "--rate-limit",
+            str(rate_limit),
         ]
+        self.replicas = []
+        for i, port in enumerate(ports):
+            argv = command(corpus, index, "telegram", *options, "--webhook-port", str(port), model=model)
+            self.replicas.append(Replica(f"replica{i}", port, folder, argv, environment))
         for replica in self.replicas:
             replica.wait_listening()
 
