@@ -153,6 +153,18 @@ def test_bad_settings_are_one_line(built: Settings, env: dict[str, str], expecte
     assert expected in one_line_error(result, TOKEN)
 
 
+def test_a_webhook_port_in_use_is_one_line_and_exit_1(built: Settings) -> None:
+    env = {"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE_URL": f"http://127.0.0.1:{_closed_port()}/bot"}
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        options = ["--webhook-url", "http://127.0.0.1:9/telegram", "--webhook-listen", "127.0.0.1"]
+        result = invoke(built, env, *options, "--webhook-port", port)
+    assert result.exit_code == 1
+    assert f"cannot listen for the webhook on 127.0.0.1:{port}" in one_line_error(result, TOKEN)
+
+
 def test_the_cli_does_not_import_telegram_until_the_command_runs() -> None:
     code = "import sys, bot.cli; sys.exit(int('telegram' in sys.modules or 'torch' in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60).returncode == 0

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import socket
 from typing import Any
 
 import uvicorn
@@ -30,6 +31,7 @@ from starlette.routing import Route
 from telegram import Update
 from telegram.ext import Application
 
+from bot.errors import ProtestBotError
 from bot.shared_state import Claim, SharedState, renew_while
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,9 @@ async def serve_webhook(
         timeout_graceful_shutdown=DRAIN_SECONDS,
     )
     server = DrainingServer(config, endpoint)
+    # Bound here, before the model loads: a port in use is one error line at once (uvicorn would
+    # log it and exit with its own status, 3, which here means a damaged index).
+    listening = _listen(options["listen"], options["port"])
     await app.initialize()
     try:
         if app.post_init:
@@ -146,10 +151,20 @@ async def serve_webhook(
         )
         await app.start()
         with stop_signals_end_cleanly():
-            await server.serve()
+            await server.serve(sockets=[listening])
         await app.stop()
     finally:
+        listening.close()
         with contextlib.suppress(Exception):
             await app.shutdown()
         await state.close()
     log.info("stopped")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        return socket.create_server((host, port))
+    except OSError as exc:
+        raise ProtestBotError(
+            f"cannot listen for the webhook on {host}:{port}: {exc.strerror or exc}"
+        ) from None
