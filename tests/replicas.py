@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -140,19 +139,14 @@ class Replica:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
     def wait_listening(self, timeout: float = 120.0) -> None:
+        """Wait until the replica says it answers webhook updates (its webhook is registered by then)."""
         deadline = time.monotonic() + timeout
-        while True:
+        while "answering webhook updates on" not in self.output():
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.output()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"{self.name} did not listen within {timeout} s:\n{self.output()}"
-                    ) from None
-                time.sleep(0.1)  # polling the port, bounded by the deadline
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} was not ready within {timeout} s:\n{self.output()}")
+            time.sleep(0.1)  # polling its log, bounded by the deadline
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process.poll() is None:

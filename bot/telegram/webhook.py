@@ -150,6 +150,7 @@ async def serve_webhook(
             options["webhook_url"], secret_token=options["secret_token"], allowed_updates=allowed_updates
         )
         await app.start()
+        log.info("answering webhook updates on %s:%s", options["listen"], options["port"])
         with stop_signals_end_cleanly():
             await server.serve(sockets=[listening])
         await app.stop()
