@@ -122,14 +122,19 @@ class RedisState:
         if password:
             protect_secret(password)
         self.where = redacted_url(url)
-        self.client = aioredis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            # One immediate retry: after a Redis restart the first use of a pooled connection fails.
-            retry=Retry(NoBackoff(), 1),
-        )
+        try:
+            self.client = aioredis.Redis.from_url(
+                url,
+                decode_responses=True,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                # One immediate retry: after a Redis restart the first use of a pooled connection fails.
+                retry=Retry(NoBackoff(), 1),
+            )
+        except ValueError as exc:  # e.g. a port that is not a number; the message may quote the URL
+            raise BadInputError(
+                f"PROTEST_BOT_REDIS_URL is not a Redis URL redis-py accepts: {self.where}"
+            ) from exc
         self.local = MemoryState()
         # Keys are per bot: Telegram numbers updates per bot, and two bots may share one Redis.
         self.prefix = f"{PREFIX}{namespace}:" if namespace else PREFIX
@@ -218,7 +223,8 @@ class RedisState:
                     return shown, result
                 except WatchError:
                     continue
-        raise RedisError("the answer kept changing under the transaction")
+        # Contention, not an outage: the tap gets the polite note, and Redis is not marked lost.
+        raise StateUnavailable("the answer kept changing under the transaction")
 
     async def last_answer(self, chat_id: int) -> Answer | None:
         """The chat's previous answer (this replica's own while Redis is down)."""

@@ -300,6 +300,9 @@ def test_redis_urls_are_checked_and_passwords_kept_out_of_messages() -> None:
         load_settings(StateSettings, redis_url="http://cache:6379")
     assert load_settings(StateSettings, redis_url="  ").redis_url is None
     assert isinstance(open_state(None), MemoryState)
+    with pytest.raises(BadInputError, match=r"accepts: redis://:\*\*\*@cache:port/0$") as refused:
+        open_state("redis://:hunter2-secret@cache:port/0")
+    assert "hunter2" not in str(refused.value)
 
 
 @NEEDS_REDIS
