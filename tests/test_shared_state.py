@@ -318,3 +318,49 @@ def test_two_serve_replicas_share_one_rate_limit(fresh_redis: RedisServer, built
         # No engine is loading: an allowed request gets 503, a limited one 429 (checked first).
         statuses = [client.get("/sources").status_code for client in (one, two, one, two)]
     assert statuses == [503, 503, 429, 429]
+
+
+@NEEDS_REDIS
+def test_a_redis_that_stops_answering_costs_a_timeout_once_not_per_message(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    caplog.set_level(logging.WARNING, logger="bot.redis_state")
+    monkeypatch.setattr(redis_state, "RETRY_DOWN_SECONDS", 3600.0)  # no retry until the test allows it
+    server = RedisServer(tmp_path / "redis").start()
+    process = server.process
+    assert process is not None
+
+    async def scenario() -> tuple[list[bool], int]:
+        state = RedisState(server.url, timeout=0.2)
+        limiter = state.limiter("tg", 100, 1000)
+        await limiter.check(1)
+        tried: list[int] = []
+        buckets = state._buckets
+
+        async def counted(**kwargs: Any) -> Any:
+            tried.append(1)
+            return await buckets(**kwargs)
+
+        state._buckets = counted  # type: ignore[assignment]
+        process.send_signal(signal.SIGSTOP)  # a Redis that hangs: connected, silent
+        try:
+            answered = [(await limiter.check(1)).allowed for _ in range(20)]
+        finally:
+            process.send_signal(signal.SIGCONT)
+        attempts = len(tried)
+        state._retry_at = 0.0  # now let it try again
+        assert (await limiter.check(2)).allowed and not state.down
+        await state.close()
+        return answered, attempts
+
+    try:
+        answered, attempts = run(scenario())
+    finally:
+        server.stop()
+    assert answered == [True] * 20, "answered from local limits meanwhile"
+    assert attempts == 1, "one timeout, then Redis is skipped until the retry interval"
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("lost Redis" in m and "TimeoutError" in m for m in messages) == 1, messages
+    assert sum("is back" in m for m in messages) == 1, messages
