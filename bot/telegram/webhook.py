@@ -65,6 +65,8 @@ class WebhookEndpoint:
             return _retry_later()
         try:
             update = Update.de_json(await request.json(), self.app.bot)
+            if update is None:  # the body `null`
+                raise ValueError("no update")
         except Exception as exc:  # not JSON, or not an update: Telegram never sends that
             log.warning("refused a webhook body that is not an update: %s", type(exc).__name__)
             return Response(status_code=400)
