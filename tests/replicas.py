@@ -169,6 +169,7 @@ class Cluster:
         count: int = 2,
         rate_limit: int = 3,
         model: str = "test-hash-embedder",
+        admins: str = "",
     ) -> None:
         self.folder, self.redis = folder, redis
         self.api = DeliveringBotApi().start()
@@ -183,6 +184,7 @@ class Cluster:
             "TELEGRAM_WEBHOOK_CLAIM_SECONDS": "2",
             "TELEGRAM_RATE_LIMIT_GLOBAL_PER_MINUTE": str(max(10_000, rate_limit)),
             "HF_HUB_OFFLINE": "1",
+            "TELEGRAM_ADMIN_IDS": admins,
         }
         options = ["--api-base-url", self.api.base_url, "--webhook-url", self.proxy.url + PATH]
         options += [

@@ -8,6 +8,7 @@ answers what, not the answers' quality, and two real models would load for a min
 
 from __future__ import annotations
 
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -211,3 +212,48 @@ def test_redis_stopped_and_restarted_answers_continue_and_limits_resume(cluster:
     assert cluster.redis.password not in cluster.output()
     assert "redis://:***@127.0.0.1" in cluster.output()
     assert_clean(cluster)
+
+
+def test_reindex_runs_on_one_replica_at_a_time_and_every_replica_answers_from_it(
+    tmp_path: Path, index: Settings
+) -> None:
+    corpus, folder = tmp_path / "corpus", tmp_path / "index"
+    shutil.copytree(index.corpus, corpus)
+    shutil.copytree(index.index, folder)
+    admins = [{"id": 4242 + n, "is_bot": False, "first_name": f"Admin{n}"} for n in range(2)]
+    chats = [{"id": a["id"], "type": "private", "first_name": a["first_name"]} for a in admins]
+    redis = RedisServer(tmp_path / "redis").start()
+    cluster = Cluster(tmp_path, corpus, folder, redis, admins="4242,4243")
+    try:
+        shutil.copy(Path(__file__).parent / "data" / "extra-article.md", corpus / "005_extra.md")
+        held = cluster.api.hold("sendMessage", lambda p: "Updating the index" in str(p.get("text")))
+        cluster.proxy.route_next_to(0)
+        first = cluster.api.push("message", cluster.api.message("/reindex", chat=chats[0], user=admins[0]))
+        assert held.reached.wait(60), "replica 0 took the lock and is saying so"
+        cluster.proxy.route_next_to(1)
+        second = cluster.api.push("message", cluster.api.message("/reindex", chat=chats[1], user=admins[1]))
+        cluster.api.wait_delivered([second["update_id"]])
+        assert cluster.proxy.served(second["update_id"]) == [1]
+        (busy,) = cluster.api.sent_to(chats[1]["id"])
+        assert "already being updated" in busy.result["text"]
+        held.release()
+        cluster.api.wait_delivered([first["update_id"]], timeout=90)
+        (done,) = cluster.api.wait_for("editMessageText", lambda c: c.chat_id == chats[0]["id"])
+        assert "6 articles" in done.result["text"]
+
+        deadline = time.monotonic() + 60
+        while True:  # replica 1 picks the new index up by its hot reload, within seconds
+            mark = cluster.api.mark()
+            cluster.proxy.route_next_to(1)
+            asked = cluster.api.push(
+                "message", cluster.api.message("/sources", chat=chats[1], user=admins[1])
+            )
+            cluster.api.wait_delivered([asked["update_id"]])
+            replies = cluster.api.sent_to(chats[1]["id"], since=mark)
+            if any("6 articles" in r.result["text"] for r in replies):
+                break
+            assert time.monotonic() < deadline, [r.result["text"][:80] for r in replies]
+        assert_clean(cluster)
+    finally:
+        cluster.stop()
+        redis.stop()
