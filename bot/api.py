@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,8 @@ from bot.errors import BadInputError, ProtestBotError
 from bot.index_reload import IndexReloader, keep_current
 from bot.models import Answer
 from bot.render import answer_dict, source_dict
+from bot.shared_state import Limiter, MemoryState, SharedState
 from bot.status import index_status
-from bot.telegram.state import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +82,15 @@ class ApiState:
     settings: Settings
     serve: ServeSettings
     engine: Engine | None = None
+    # The limits live here: in memory, or in Redis shared with other replicas (PROTEST_BOT_REDIS_URL).
+    shared: SharedState = field(default_factory=MemoryState)
     engine_calls: asyncio.Semaphore = field(init=False)
-    limiter: RateLimiter = field(init=False)
+    limiter: Limiter = field(init=False)
 
     def __post_init__(self) -> None:
         self.engine_calls = asyncio.Semaphore(self.serve.api_concurrency)
         per_client = self.serve.api_rate_limit_per_minute
-        self.limiter = RateLimiter(per_client, per_client * 20)
+        self.limiter = self.shared.limiter("api", per_client, per_client * 20)
 
 
 def create_app(
@@ -97,10 +99,11 @@ def create_app(
     engine: Engine | None = None,
     open_engine: Callable[[Settings], Engine] | None = None,
     on_load_failure: Callable[[ProtestBotError], None] | None = None,
+    shared: SharedState | None = None,
 ) -> FastAPI:
     """The API and page. Without `engine`, `open_engine` loads one after start-up (/healthz is 503 until
     then); a failure to load goes to `on_load_failure` (serve stops with its one-line message)."""
-    state = ApiState(settings, serve, engine)
+    state = ApiState(settings, serve, engine, shared or MemoryState())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -119,6 +122,7 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await state.shared.close()
 
     app = FastAPI(
         title="protest-bot",
@@ -185,9 +189,9 @@ def _authorized(state: ApiState) -> Callable[[Request], None]:
     return check
 
 
-def _rate_limited(state: ApiState) -> Callable[[Request], None]:
-    def check(request: Request) -> None:
-        verdict = state.limiter.check(client_key(request.client.host if request.client else ""))
+def _rate_limited(state: ApiState) -> Callable[[Request], Awaitable[None]]:
+    async def check(request: Request) -> None:
+        verdict = await state.limiter.check(client_key(request.client.host if request.client else ""))
         if not verdict.allowed:
             wait = max(1, round(verdict.wait + 0.5))
             raise HTTPException(429, f"too many requests: try again in {wait} s", {"Retry-After": str(wait)})

@@ -53,14 +53,22 @@ def telegram(
             metavar="N",
         ),
     ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Redis for state shared by replicas (redis://host:6379/0); in memory without it.",
+            envvar="PROTEST_BOT_REDIS_URL",
+            metavar="URL",
+        ),
+    ] = None,
 ) -> None:
     """Run the Telegram bot (token from TELEGRAM_BOT_TOKEN, secrets from the environment or .env)."""
-    from bot.config import load_telegram_settings
+    from bot.config import StateSettings, load_settings, load_telegram_settings
     from bot.telegram.app import run
 
     options = {"api_base_url": api_base_url, "webhook_url": webhook_url, "webhook_listen": webhook_listen}
     tg = load_telegram_settings(**options, webhook_port=webhook_port, rate_limit_per_minute=rate_limit)
-    run(ctx.obj, tg)
+    run(ctx.obj, tg, load_settings(StateSettings, redis_url=redis_url))
 
 
 @handles_errors
@@ -86,9 +94,21 @@ def serve(
             metavar="PORT",
         ),
     ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Redis for state shared by replicas (redis://host:6379/0); in memory without it.",
+            envvar="PROTEST_BOT_REDIS_URL",
+            metavar="URL",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API and web page: /ask, /sources, /status, /healthz, /docs, and / in a browser."""
-    from bot.config import ServeSettings, load_settings
+    from bot.config import ServeSettings, StateSettings, load_settings
     from bot.serve import run
 
-    run(ctx.obj, load_settings(ServeSettings, host=host, port=port))
+    run(
+        ctx.obj,
+        load_settings(ServeSettings, host=host, port=port),
+        load_settings(StateSettings, redis_url=redis_url),
+    )

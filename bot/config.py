@@ -68,6 +68,9 @@ class TelegramSettings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = Field(default=8443, ge=1, le=65535)
+    # How long a webhook update stays claimed by a replica that stopped renewing the claim (it died):
+    # another replica takes the update over after this.
+    webhook_claim_seconds: float = Field(default=10.0, gt=0, le=600)
 
     @field_validator("admin_ids", mode="before")
     @classmethod
@@ -149,6 +152,31 @@ class ServeSettings(BaseSettings):
     def _parse_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+
+class StateSettings(BaseSettings):
+    """Where the state shared by replicas lives: Redis when a URL is given, else process memory."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PROTEST_BOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # redis://[:password@]host:port/db (rediss:// for TLS, unix:// for a socket). A SecretStr: the
+    # URL may carry a password.
+    redis_url: SecretStr | None = None
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _check_redis_url(cls, value: object) -> object:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return None
+            if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+                raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
 

@@ -13,7 +13,7 @@ import logging
 import signal
 from collections.abc import Iterator
 
-from bot.config import ServeSettings, Settings
+from bot.config import ServeSettings, Settings, StateSettings
 from bot.errors import BadInputError, ProtestBotError
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,12 @@ def check_bind(serve: ServeSettings) -> None:
         )
 
 
-def run(settings: Settings, serve: ServeSettings) -> None:
-    """Serve until Ctrl-C or SIGTERM."""
+def run(settings: Settings, serve: ServeSettings, shared: StateSettings | None = None) -> None:
+    """Serve until Ctrl-C or SIGTERM; rate limits in Redis when `shared` names one."""
     import uvicorn
 
     from bot.api import create_app
+    from bot.shared_state import open_state
     from bot.startup import open_engine
 
     check_bind(serve)
@@ -63,8 +64,13 @@ def run(settings: Settings, serve: ServeSettings) -> None:
         if server is not None:
             server.should_exit = True
 
+    redis_url = shared.redis_url.get_secret_value() if shared and shared.redis_url else None
     app = create_app(
-        settings, serve, open_engine=lambda s: open_engine(s, notify=log.info), on_load_failure=stop
+        settings,
+        serve,
+        open_engine=lambda s: open_engine(s, notify=log.info),
+        on_load_failure=stop,
+        shared=open_state(redis_url, namespace="serve"),
     )
     # log_config=None: uvicorn's loggers go through ours (one format, no colour codes in files).
     config = uvicorn.Config(
@@ -79,14 +85,14 @@ def run(settings: Settings, serve: ServeSettings) -> None:
     log.info(
         "serving on http://%s:%d (token %s)", serve.host, serve.port, "required" if serve.api_token else "off"
     )
-    with _stop_signals_end_cleanly():
+    with stop_signals_end_cleanly():
         server.run()
     if failures:
         raise failures[0]
 
 
 @contextlib.contextmanager
-def _stop_signals_end_cleanly() -> Iterator[None]:
+def stop_signals_end_cleanly() -> Iterator[None]:
     """uvicorn shuts down gracefully on SIGINT or SIGTERM, then raises the signal again for whoever
     handled it before; that is us, and a server stopped by a signal has done its job: exit 0."""
     stops = (signal.SIGINT, signal.SIGTERM)

@@ -43,7 +43,8 @@ step_torch() {
 
 step_app() {
     # Not editable: the environment must stand alone once copied into the final image.
-    "$VENV/bin/pip" install --no-compile "$SRC"
+    # With the redis extra: the image runs as one replica or as many (PROTEST_BOT_REDIS_URL).
+    "$VENV/bin/pip" install --no-compile "$SRC[redis]"
     # None of protest-bot's dependencies may have replaced the CPU torch.
     check_cpu_torch
 }

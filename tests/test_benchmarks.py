@@ -59,3 +59,19 @@ def test_smoke_run_produces_every_in_process_section_and_a_table(tmp_path: Path)
     text = report.render(results)
     assert "warm question" in text and "| target |" in text and "`ask --server` to a warm server" in text
     assert not (tmp_path / "work").exists()  # the run cleans up after itself
+
+
+def test_the_replica_benchmark_times_redis_next_to_its_memory_floor(tmp_path: Path) -> None:
+    from benchmarks.replicas import real_answer, state_cost
+    from tests.redis_server import REDIS_SERVER, RedisServer
+
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
+    redis = RedisServer(tmp_path / "redis").start()
+    try:
+        cost = state_cost(redis.url, real_answer(tmp_path), rounds=2, per_round=5)
+    finally:
+        redis.stop()
+    assert cost["memory"]["n"] == cost["redis"]["n"] == 10
+    assert cost["memory"]["median_ms"] > 0 and cost["redis"]["median_ms"] > 0  # measured, not judged
+    assert cost["redis_bytes"]["answer"] > cost["redis_bytes"]["update"] > 0

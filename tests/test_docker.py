@@ -482,7 +482,7 @@ def compose() -> dict:  # type: ignore[type-arg]
 
 
 def test_compose_has_polling_and_webhook_variants_with_the_token_from_an_env_file() -> None:
-    services = compose()["services"]
+    services = {name: s for name, s in compose()["services"].items() if s["profiles"] != ["scale"]}
     assert set(services) == {"polling", "webhook", "serve"}
     for name, service in services.items():
         # One profile each, so `up` never starts both: a token is either polled or has a webhook.
@@ -509,6 +509,38 @@ def test_compose_serve_publishes_the_api_on_loopback_and_checks_healthz() -> Non
     # The container binds beyond loopback, which serve allows only with a token from .env.
     assert "PROTEST_BOT_API_TOKEN" not in serve.get("environment", {})
     assert "PROTEST_BOT_API_TOKEN" in ENV_EXAMPLE.read_text()
+
+
+def test_compose_scale_profile_runs_replicas_behind_a_retrying_proxy_with_redis() -> None:
+    services = compose()["services"]
+    scale = {name: s for name, s in services.items() if s["profiles"] == ["scale"]}
+    replicas = {name: s for name, s in scale.items() if name.startswith("replica-")}
+    assert len(replicas) >= 2
+    redis = scale["redis"]
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert "--appendonly" in redis["command"] and "--maxmemory-policy" in redis["command"]
+    assert "redis:/data" in redis["volumes"]
+    port = dict(stages()[-1])["EXPOSE"]
+    for name, replica in replicas.items():
+        environment = replica["environment"]
+        assert environment["PROTEST_BOT_REDIS_URL"].startswith("redis://redis:"), name
+        assert environment["TELEGRAM_WEBHOOK_PORT"] == port
+        # The webhook URL and secret come from .env, the same for all: none set per replica.
+        assert replica["env_file"] == ".env"
+        assert "TELEGRAM_WEBHOOK_SECRET" not in environment and "TELEGRAM_WEBHOOK_URL" not in environment
+        assert replica["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert replica["depends_on"]["indexer"]["condition"] == "service_completed_successfully"
+        assert "ports" not in replica, "only the proxy is published"
+    assert scale["indexer"]["command"] == ["index", "update"]
+    proxy = scale["proxy"]
+    assert proxy["ports"] == [f"127.0.0.1:{port}:{port}"]
+    (mount,) = proxy["volumes"]
+    config = (ROOT / mount.split(":")[0]).read_text(encoding="utf-8")
+    for name in replicas:
+        assert f"server {name}:{port}" in config
+    retry = re.search(r"proxy_next_upstream ([^;]+);", config)
+    assert retry and {"error", "http_503", "non_idempotent"} <= set(retry.group(1).split())
+    assert "PROTEST_BOT_REDIS_URL" in (ROOT / "docs" / "SCALING.md").read_text(encoding="utf-8")
 
 
 def test_compose_file_validates(tmp_path: Path) -> None:

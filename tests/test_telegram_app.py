@@ -103,6 +103,15 @@ def test_webhook_options_listen_on_the_urls_path_with_a_secret() -> None:
     assert redact("secret is s3cret_value") == "secret is <redacted>"
 
 
+def test_an_http_webhook_is_allowed_only_through_a_self_hosted_bot_api() -> None:
+    local = settings(api_base_url="http://bot-api:8081/bot", webhook_url="http://replicas:8443/telegram")
+    assert webhook_options(local)["webhook_url"] == "http://replicas:8443/telegram"
+    with pytest.raises(BadInputError, match="must be a public https URL"):
+        webhook_options(settings(webhook_url="http://replicas:8443/telegram"))
+    with pytest.raises(BadInputError, match="must be an http"):
+        webhook_options(settings(api_base_url="http://bot-api:8081/bot", webhook_url="ftp://replicas/t"))
+
+
 def test_a_shortened_polling_error_stays_redacted(caplog: pytest.LogCaptureFixture) -> None:
     # The one-line polling warning is written after the record was redacted: it must redact itself.
     secret = "666666666:AAHsecret-for-the-polling-test_00000"

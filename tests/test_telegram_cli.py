@@ -137,12 +137,32 @@ def test_unreachable_server_at_start_logs_one_line_per_problem_and_a_traceback_o
         ),
         ({"TELEGRAM_API_BASE_URL": "ftp://127.0.0.1/bot"}, "TELEGRAM_API_BASE_URL must be an http(s) URL"),
         ({"TELEGRAM_ADMIN_IDS": "1,two"}, "invalid Telegram setting TELEGRAM_ADMIN_IDS"),
+        ({"PROTEST_BOT_REDIS_URL": "http://cache:6379"}, "must be a redis://, rediss:// or unix:// URL"),
+        (
+            {
+                "TELEGRAM_WEBHOOK_URL": "https://bot.example.org/hook",
+                "PROTEST_BOT_REDIS_URL": "redis://127.0.0.1:1",
+            },
+            "TELEGRAM_WEBHOOK_SECRET must be set when replicas share state",
+        ),
     ],
 )
 def test_bad_settings_are_one_line(built: Settings, env: dict[str, str], expected: str) -> None:
     result = invoke(built, {"TELEGRAM_BOT_TOKEN": TOKEN, **env})
     assert result.exit_code == 2
     assert expected in one_line_error(result, TOKEN)
+
+
+def test_a_webhook_port_in_use_is_one_line_and_exit_1(built: Settings) -> None:
+    env = {"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE_URL": f"http://127.0.0.1:{_closed_port()}/bot"}
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        options = ["--webhook-url", "http://127.0.0.1:9/telegram", "--webhook-listen", "127.0.0.1"]
+        result = invoke(built, env, *options, "--webhook-port", port)
+    assert result.exit_code == 1
+    assert f"cannot listen for the webhook on 127.0.0.1:{port}" in one_line_error(result, TOKEN)
 
 
 def test_the_cli_does_not_import_telegram_until_the_command_runs() -> None:

@@ -16,9 +16,10 @@ from telegram.constants import ParseMode
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application, ApplicationBuilder, Defaults
 
-from bot.config import Settings, TelegramSettings
+from bot.config import Settings, StateSettings, TelegramSettings
 from bot.engine import Engine
 from bot.errors import BadInputError, ProtestBotError
+from bot.shared_state import SharedState, open_state
 from bot.telegram.handlers import BotState, Handlers
 from bot.telegram.limits import NETWORK_BACKOFF_SECONDS, NETWORK_RETRIES, RetryingRateLimiter
 from bot.telegram.redact import protect_secret, redact, shorten_polling_errors
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 WEBHOOK_SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 # Only what the handlers use: Telegram then does not send edits, member changes and the like at all.
 ALLOWED_UPDATES = ("message", "inline_query", "callback_query")
+# Telegram's own Bot API, which calls https webhooks only; a self-hosted one calls http too.
+TELEGRAM_API_HOST = "api.telegram.org"
 
 
 class TelegramStartError(ProtestBotError):
@@ -39,8 +42,14 @@ def webhook_options(tg: TelegramSettings) -> dict[str, Any]:
     """Arguments for PTB's webhook server: where to listen, the public URL, and the secret Telegram echoes."""
     url = (tg.webhook_url or "").strip()
     parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.netloc:
-        raise BadInputError("the webhook URL must be a public https URL (Telegram only calls https webhooks)")
+    official = urlsplit(tg.checked_api_base_url()).hostname == TELEGRAM_API_HOST
+    if official and (parts.scheme != "https" or not parts.netloc):
+        raise BadInputError(
+            "the webhook URL must be a public https URL (Telegram only calls https webhooks; "
+            "a self-hosted Bot API server, TELEGRAM_API_BASE_URL, also calls http ones)"
+        )
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise BadInputError("the webhook URL must be an http(s) URL the Bot API server can reach")
     # Without a configured secret, a random one still proves that updates come from Telegram.
     secret = tg.webhook_secret.get_secret_value() if tg.webhook_secret else secrets.token_urlsafe(32)
     if not WEBHOOK_SECRET_SHAPE.fullmatch(secret):
@@ -61,12 +70,16 @@ def build_application(
     engine: Engine | None = None,
     network_retries: int = NETWORK_RETRIES,
     backoff: float = NETWORK_BACKOFF_SECONDS,
+    state: SharedState | None = None,
 ) -> Application:
-    """The PTB Application with every handler; without `engine`, one is opened once the token is accepted."""
+    """The PTB Application with every handler; without `engine`, one is opened once the token is accepted.
+    `state` is what replicas share (in memory unless given)."""
     token = tg.checked_token()
     protect_secret(token)
     shorten_polling_errors()
-    handlers = Handlers(BotState(settings, tg, engine))
+    handlers = Handlers(
+        BotState(settings, tg, engine) if state is None else BotState(settings, tg, engine, state)
+    )
     app = (
         ApplicationBuilder()
         .token(token)
@@ -81,25 +94,42 @@ def build_application(
             )
         )
         .post_init(handlers.post_init)
+        .post_shutdown(lambda _app: handlers.shared.state.close())
         .build()
     )
     handlers.install(app)
     return app
 
 
-def run(settings: Settings, tg: TelegramSettings) -> None:
-    """Run the bot until Ctrl-C or SIGTERM: long polling, or a webhook server when a webhook URL is set."""
+def run(settings: Settings, tg: TelegramSettings, shared: StateSettings | None = None) -> None:
+    """Run the bot until Ctrl-C or SIGTERM: long polling, or a webhook server when a webhook URL is set;
+    state in Redis when `shared` names one."""
     _configure_logging()
-    # run_polling/run_webhook close their event loop when they return: a fresh one lets run() be
-    # called again in the same process (the CLI tests do).
-    asyncio.set_event_loop(asyncio.new_event_loop())
-    app = build_application(settings, tg)
+    # run_polling closes its event loop when it returns: a fresh one lets run() be called again in
+    # the same process (the CLI tests do).
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    redis_url = shared.redis_url.get_secret_value() if shared and shared.redis_url else None
+    if redis_url and tg.webhook_url and tg.webhook_secret is None:
+        raise BadInputError(
+            "TELEGRAM_WEBHOOK_SECRET must be set when replicas share state (PROTEST_BOT_REDIS_URL): "
+            "each would otherwise register a random secret of its own and refuse the others' updates"
+        )
+    # The bot's id (the token's public part before the colon) keeps two bots on one Redis apart.
+    state = open_state(redis_url, namespace=tg.checked_token().split(":", 1)[0])
+    app = build_application(settings, tg, state=state)
     where = redact(tg.checked_api_base_url())
+    if redis_url:
+        log.info("state shared in Redis at %s", getattr(state, "where", "?"))
     try:
         if tg.webhook_url:
+            from bot.telegram.webhook import serve_webhook
+
             options = webhook_options(tg)
             log.info("starting: webhook %s on %s:%s", tg.webhook_url, tg.webhook_listen, tg.webhook_port)
-            app.run_webhook(**options, allowed_updates=list(ALLOWED_UPDATES))
+            webhook = serve_webhook(app, state, options, list(ALLOWED_UPDATES), tg.webhook_claim_seconds)
+            loop.run_until_complete(webhook)
+            loop.close()
         else:
             log.info("starting: long polling %s", where)
             app.run_polling(allowed_updates=list(ALLOWED_UPDATES))

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from telegram import (
     BotCommand,
-    CallbackQuery,
     InlineQueryResultArticle,
     InputTextMessageContent,
     Message,
@@ -20,7 +19,7 @@ from telegram import (
     User,
 )
 from telegram.constants import ChatType, ParseMode
-from telegram.error import BadRequest, TelegramError
+from telegram.error import TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -38,10 +37,11 @@ from bot.errors import BadInputError, ProtestBotError
 from bot.index_reload import IndexReloader
 from bot.indexer import UpdateReport, describe_changes, update_from_settings
 from bot.models import Answer, Citation
+from bot.shared_state import Limiter, MemoryState, SharedState
 from bot.startup import open_engine
 from bot.telegram import render, state
+from bot.telegram.buttons import UNKNOWN_BUTTON, Buttons
 from bot.telegram.chat import (
-    EXAMPLES,
     AddressedToBot,
     answer_keyboard,
     command_argument,
@@ -53,7 +53,6 @@ from bot.telegram.chat import (
 )
 
 log = logging.getLogger(__name__)
-feedback_log = logging.getLogger("bot.feedback")
 
 COMMANDS = (
     ("start", "What I know, with example questions"),
@@ -61,7 +60,9 @@ COMMANDS = (
     ("sources", "The articles I quote"),
     ("help", "How to ask"),
 )
-UNKNOWN_BUTTON = "Sorry, I don't know that button."
+__all__ = ["UNKNOWN_BUTTON", "BotState", "Handlers"]
+# Held while /reindex rebuilds; a rebuild that takes longer belongs in a batch job (docs/SCALING.md).
+REINDEX_LOCK_SECONDS = 3600
 MAX_INLINE_RESULTS = 50
 INLINE_CACHE_SECONDS = 300
 Context = ContextTypes.DEFAULT_TYPE
@@ -69,29 +70,28 @@ Context = ContextTypes.DEFAULT_TYPE
 
 @dataclass
 class BotState:
-    """What the handlers share: settings, the engine (swapped whole by /reindex), limits, recent answers."""
+    """What the handlers share: settings, the engine (swapped whole by /reindex), and the state that
+    replicas share (limits, recent answers, follow-ups: in memory, or in Redis)."""
 
     settings: Settings
     tg: TelegramSettings
     engine: Engine | None = None
-    limiter: state.RateLimiter = field(init=False)
-    inline_limiter: state.RateLimiter = field(init=False)
-    answers: state.AnswerStore = field(default_factory=state.AnswerStore)
-    conversations: state.Conversations = field(default_factory=state.Conversations)
-    reindex_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    state: SharedState = field(default_factory=MemoryState)
+    limiter: Limiter = field(init=False)
+    inline_limiter: Limiter = field(init=False)
     reloader: IndexReloader = field(init=False)
     checked_at: float = 0.0  # when the index folder was last checked for a newer version
 
     def __post_init__(self) -> None:
         self.reloader = IndexReloader(self.settings.index)
         per_user, overall = self.tg.rate_limit_per_minute, self.tg.rate_limit_global_per_minute
-        self.limiter = state.RateLimiter(per_user, overall)
+        self.limiter = self.state.limiter("tg", per_user, overall)
         # Inline queries arrive as the user types, so they get a larger allowance of their own.
-        self.inline_limiter = state.RateLimiter(per_user * 3, overall * 3)
+        self.inline_limiter = self.state.limiter("inline", per_user * 3, overall * 3)
 
 
-class Handlers:
-    """The bot's handlers, sharing one BotState (`self.shared`)."""
+class Handlers(Buttons):
+    """The bot's handlers, sharing one BotState (`self.shared`); the buttons' are in `Buttons`."""
 
     def __init__(self, shared: BotState) -> None:
         self.shared = shared
@@ -218,7 +218,7 @@ class Handlers:
         if not has_words(question):
             await message.reply_html(render.words_please_html(), do_quote=quote_question)
             return
-        verdict = self.shared.limiter.check(user.id if user else message.chat_id)
+        verdict = await self.shared.limiter.check(user.id if user else message.chat_id)
         if not verdict.allowed:
             if verdict.warn:
                 await message.reply_html(
@@ -228,11 +228,11 @@ class Handlers:
         engine = self.engine
         # Follow-ups only in private chats: in a group, the message before may be someone else's.
         private = message.chat.type == ChatType.PRIVATE
-        previous = self.shared.conversations.last(message.chat_id) if private else None
+        previous = await self.shared.state.last_answer(message.chat_id) if private else None
         async with typing(message):
             answer = await asyncio.to_thread(engine.answer, question, self.citations_per_answer, previous)
         if private:
-            self.shared.conversations.remember(message.chat_id, answer)
+            await self.shared.state.remember(message.chat_id, answer)
         await self.send_answer(message, answer, quote_question, heading)
 
     async def send_answer(
@@ -242,10 +242,9 @@ class Handlers:
         if answer.abstained:
             await message.reply_html(render.not_covered_html(answer, heading), do_quote=quote_question)
             return
-        key = self.shared.answers.add(answer)
-        shown = self.shared.answers.get(key)
-        assert shown is not None
+        shown = state.Shown(answer)
         page, notes = shown.next_page(self.page_size)
+        key = await self.shared.state.add_answer(shown)  # stored with its first page marked shown
         chunks = render.first_page_messages(answer, list(page), heading, list(notes))
         await self.send_chunks(message, chunks, key, shown.more, quote_question)
 
@@ -282,7 +281,7 @@ class Handlers:
         query = update.inline_query
         assert query is not None
         text = query.query.strip()
-        if not has_words(text) or not self.shared.inline_limiter.check(query.from_user.id).allowed:
+        if not has_words(text) or not (await self.shared.inline_limiter.check(query.from_user.id)).allowed:
             await query.answer([], cache_time=0, is_personal=True)
             return
         try:
@@ -302,63 +301,6 @@ class Handlers:
         ]
         await query.answer(results, cache_time=INLINE_CACHE_SECONDS)
 
-    # --- buttons --------------------------------------------------------------------------------
-
-    async def button(self, update: Update, context: Context) -> None:
-        """More, 👍/👎 and example buttons; stale or unknown ones get a short note instead of an error."""
-        query = update.callback_query
-        assert query is not None
-        data = state.decode(query.data)
-        message = query.message if query.message is not None and query.message.is_accessible else None
-        if data is None:
-            await query.answer(UNKNOWN_BUTTON)
-        elif data.action == state.EXAMPLE:
-            await self.example(query, data, message)
-        elif (shown := self.shared.answers.get(data.key)) is None:
-            await query.answer("This answer is too old for buttons: please ask again.")
-        elif data.action == state.VOTE:
-            await self.vote(query, data, shown)
-        else:
-            await self.more(query, shown, data.key, message)
-
-    async def example(self, query: CallbackQuery, data: state.ButtonData, message: Message | None) -> None:
-        """An example question of /start, answered under its own heading."""
-        index = int(data.key)
-        if index >= len(EXAMPLES) or not isinstance(message, Message):
-            await query.answer(UNKNOWN_BUTTON)
-            return
-        await query.answer()
-        question = EXAMPLES[index]
-        await self.answer_question(message, question, query.from_user, False, render.question_html(question))
-
-    async def vote(self, query: CallbackQuery, data: state.ButtonData, shown: state.Shown) -> None:
-        """👍/👎: logged once per user and answer (a changed vote is logged again)."""
-        if shown.votes.get(query.from_user.id) != data.value:
-            shown.votes[query.from_user.id] = data.value
-            cited = ",".join(c.passage_id for c in shown.answer.citations if c.n in shown.shown)
-            feedback_log.info("feedback %s question=%r cited=%s", data.value, shown.answer.question, cited)
-        await query.answer("Thanks for the feedback!")
-
-    async def more(self, query: CallbackQuery, shown: state.Shown, key: str, message: Message | None) -> None:
-        """The next page of citations of a remembered answer, as a new message."""
-        if not shown.more or not isinstance(message, Message):
-            await query.answer(
-                "That's all the articles say about it." if not shown.more else "Please ask again."
-            )
-            return
-        # Before any await, so a double tap cannot repeat a page.
-        page, notes = shown.next_page(self.page_size)
-        first_tap = message.message_id not in shown.more_dropped
-        shown.more_dropped.add(message.message_id)
-        await query.answer()
-        await self.send_citations(message, page, key, shown.more, False, None, notes)
-        if not first_tap:
-            return
-        try:
-            await query.edit_message_reply_markup(answer_keyboard(key, more=False))
-        except BadRequest as exc:  # e.g. the old message is gone or already updated
-            log.debug("could not drop the More button: %s", exc)
-
     # --- admin ----------------------------------------------------------------------------------
 
     async def reindex(self, update: Update, context: Context) -> None:
@@ -369,10 +311,13 @@ class Handlers:
             log.warning("refused /reindex from user %s", user.id if user else "unknown")
             await message.reply_html(render.not_allowed_html())
             return
-        if self.shared.reindex_lock.locked():
+        # Across replicas (in Redis) two admins cannot rebuild at once; the other replicas then load
+        # the new index through their hot reload.
+        lock = await self.shared.state.try_lock("reindex", REINDEX_LOCK_SECONDS)
+        if lock is None:
             await message.reply_html(render.reindex_busy_html())
             return
-        async with self.shared.reindex_lock:
+        try:
             note = await message.reply_html(render.reindex_started_html())
             try:
                 report, engine = await asyncio.to_thread(update_and_reopen, self.shared.settings)
@@ -382,6 +327,8 @@ class Handlers:
             self.shared.engine = engine  # one reference swap: questions in flight keep the old engine
             done = render.reindex_done_html(report.articles, report.passages, summarize_changes(report))
             await note.edit_text(done)
+        finally:
+            await self.shared.state.unlock("reindex", lock)
 
     # --- errors ---------------------------------------------------------------------------------
 

@@ -156,10 +156,14 @@ class AnswerStore:
 
     def add(self, answer: Answer) -> str:
         """Remember an answer; returns its key."""
+        return self.add_shown(Shown(answer))
+
+    def add_shown(self, shown: Shown) -> str:
+        """Remember an answer with what has been shown of it; returns its key."""
         key = secrets.token_urlsafe(6)
         while key in self._items:
             key = secrets.token_urlsafe(6)
-        self._items[key] = Shown(answer)
+        self._items[key] = shown
         while len(self._items) > self.capacity:
             self._items.popitem(last=False)
         return key
