@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import os
 import signal
+import socket
 from collections.abc import Iterator
 
 from bot.config import ServeSettings, Settings, StateSettings
@@ -56,6 +58,9 @@ def run(settings: Settings, serve: ServeSettings, shared: StateSettings | None =
 
     check_bind(serve)
     _configure_logging()
+    # Bound before the model loads: a port in use is one error line at once (uvicorn would log it
+    # and exit with its own status, 3, which here means a damaged index).
+    listening = listen(serve.host, serve.port, "the HTTP API")
     failures: list[ProtestBotError] = []
     server: uvicorn.Server | None = None
 
@@ -85,10 +90,24 @@ def run(settings: Settings, serve: ServeSettings, shared: StateSettings | None =
     log.info(
         "serving on http://%s:%d (token %s)", serve.host, serve.port, "required" if serve.api_token else "off"
     )
-    with stop_signals_end_cleanly():
-        server.run()
+    try:
+        with stop_signals_end_cleanly():
+            server.run(sockets=[listening])
+    finally:
+        listening.close()
     if failures:
         raise failures[0]
+
+
+def listen(host: str, port: int, purpose: str) -> socket.socket:
+    """A listening socket on host:port, or one line saying why there can't be one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        # create_server appends "(while attempting to bind on address …)" to strerror: the bare reason.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ProtestBotError(f"cannot listen for {purpose} on {host}:{port}: {reason}") from None
 
 
 @contextlib.contextmanager

@@ -267,3 +267,15 @@ def test_serve_answers_an_article_added_while_it_runs_and_survives_a_broken_inde
     warnings = [line for line in log.read_text().splitlines() if "could not load the new index" in line]
     assert len(warnings) == 1 and damaged in warnings[0]
     assert "Traceback" not in log.read_text() and TOKEN not in log.read_text()
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_exit_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("serve", "--port", str(port), token=None)
+    assert result.returncode == 1, result.stderr  # not uvicorn's 3, which here means a damaged index
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: cannot listen for the HTTP API on 127.0.0.1:{port}: Address already in use"]
+    assert "Traceback" not in result.stderr and "model" not in result.stderr.lower()

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import socket
 from typing import Any
 
 import uvicorn
@@ -31,7 +30,6 @@ from starlette.routing import Route
 from telegram import Update
 from telegram.ext import Application
 
-from bot.errors import ProtestBotError
 from bot.shared_state import Claim, SharedState, renew_while
 
 log = logging.getLogger(__name__)
@@ -124,7 +122,7 @@ async def serve_webhook(
     claim_seconds: float,
 ) -> None:
     """Register the webhook, serve it until SIGTERM or Ctrl-C, then drain and shut down."""
-    from bot.serve import stop_signals_end_cleanly
+    from bot.serve import listen, stop_signals_end_cleanly
 
     endpoint = WebhookEndpoint(app, state, options["secret_token"], claim_seconds)
     routes = [Route("/" + options["url_path"], endpoint.handle, methods=["POST"])]
@@ -141,7 +139,7 @@ async def serve_webhook(
     server = DrainingServer(config, endpoint)
     # Bound here, before the model loads: a port in use is one error line at once (uvicorn would
     # log it and exit with its own status, 3, which here means a damaged index).
-    listening = _listen(options["listen"], options["port"])
+    listening = listen(options["listen"], options["port"], "the webhook")
     await app.initialize()
     try:
         if app.post_init:
@@ -162,12 +160,3 @@ async def serve_webhook(
             await app.shutdown()
         await state.close()
     log.info("stopped")
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    try:
-        return socket.create_server((host, port))
-    except OSError as exc:
-        raise ProtestBotError(
-            f"cannot listen for the webhook on {host}:{port}: {exc.strerror or exc}"
-        ) from None
