@@ -95,19 +95,20 @@ def _reason(exc: object) -> str:
     return text or type(exc).__name__
 
 
+def _citation(data: dict[str, Any]) -> Citation:
+    return Citation(
+        n=data["n"],
+        passage_text=data["passage"],
+        quote=data["quote"],
+        score=data["score"],
+        sources=tuple(_source(s) for s in data["sources"]),
+    )
+
+
 def answer_from_dict(data: dict[str, Any]) -> Answer:
     """The engine's Answer from the JSON contract (the inverse of `render.answer_dict`)."""
     try:
-        citations = tuple(
-            Citation(
-                n=c["n"],
-                passage_text=c["passage"],
-                quote=c["quote"],
-                score=c["score"],
-                sources=tuple(_source(s) for s in c["sources"]),
-            )
-            for c in data["citations"]
-        )
+        citations = tuple(_citation(c) for c in data["citations"])
         notes = data.get("notes")
         span = data.get("answer_span")
         return Answer(
@@ -118,6 +119,7 @@ def answer_from_dict(data: dict[str, Any]) -> Answer:
             notes=tuple(notes) if notes is not None else tuple(_NOTE.findall(data["answer"])),
             answer_span=AnswerSpan(n=span["n"], text=span["text"]) if span else None,
             query=data.get("query") or "",
+            related=tuple(_citation(c) for c in data.get("related") or ()),
         )
     except (KeyError, TypeError) as exc:
         raise ServerError(f"the server's answer does not follow the JSON contract ({exc})") from None

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 MAX_QUESTION_CHARS = 1000
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 NOT_COVERED = "The articles don't cover that."
+# How many of the closest passages a declined question is shown, apart from any answer.
+RELATED = 2
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,12 @@ class Engine:
         query = resolve_followup(question, previous.query if previous else None, self._similarity)
         query_vector = self.embedder.encode([query])[0]
         found = self._read(query, query_vector, max(k * 4, 12))
-        if not found.hits or found.off_topic or found.confidence < self.reader.answer_threshold:
+        if not found.hits or found.off_topic:
             return Answer(question=question, abstained=True, summary=NOT_COVERED, citations=(), query=query)
+        if found.confidence < self.reader.answer_threshold:
+            groups = self._groups(found, RELATED)
+            related = tuple(self._citation(n, group) for n, group in enumerate(groups, start=1))
+            return Answer(question, True, NOT_COVERED, citations=(), query=query, related=related)
         groups = self._groups(found, k)
         citations = [self._citation(n, group) for n, group in enumerate(groups, start=1)]
         notes = tuple(_disagreements(groups))

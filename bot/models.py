@@ -117,3 +117,6 @@ class Answer:
     query: str = ""
     # The answering words of the first quote, where the question asks for a number, name or date.
     answer_span: AnswerSpan | None = None
+    # When the reader declines a question the first gate let through: the closest the articles
+    # come, shown apart and never as an answer (a declined question may still find what it wants).
+    related: tuple[Citation, ...] = ()

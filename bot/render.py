@@ -23,6 +23,7 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
         "citations": [_citation_dict(c) for c in answer.citations],
         "answer_span": _span_dict(answer),
         "query": answer.query or answer.question,
+        "related": [_citation_dict(c) for c in answer.related],
     }
 
 
@@ -74,10 +75,23 @@ def source_location(source: Source) -> str:
 def answer_markup(answer: Answer) -> str:
     """Terminal rendering (rich markup): each citation numbered, the quoted sentence highlighted."""
     if answer.abstained:
-        return f"[bold]{escape(answer.summary)}[/bold]\n[dim]{escape(NOT_COVERED_HINT)}[/dim]"
+        declined = f"[bold]{escape(answer.summary)}[/bold]\n[dim]{escape(NOT_COVERED_HINT)}[/dim]"
+        return "\n\n".join([declined, *_related_markup(answer.related)])
     blocks = [_headline_markup(answer)] + [_citation_markup(c) for c in answer.citations]
     blocks += [f"[bold magenta]Note:[/bold magenta] {escape(note)}" for note in answer.notes]
     return "\n\n".join(blocks)
+
+
+def _related_markup(related: tuple[Citation, ...]) -> list[str]:
+    """The closest passages to a declined question: each quote and where it is, never numbered
+    like an answer's citations."""
+    if not related:
+        return []
+    blocks = ["[italic]Closest the articles come (not an answer):[/italic]"]
+    for citation in related:
+        where = "; ".join(source_label(s) for s in citation.sources)
+        blocks.append(f"“{escape(citation.quote)}”\n  — {escape(where)}")
+    return blocks
 
 
 def headline_parts(answer: Answer) -> tuple[str, str, str]:

@@ -246,18 +246,20 @@ def encode_answer(answer: Answer) -> dict[str, Any]:
 
 def decode_answer(data: dict[str, Any]) -> Answer:
     """The inverse of `encode_answer`."""
-    citations = tuple(
-        Citation(**{**c, "sources": tuple(Source(**s) for s in c["sources"])}) for c in data["citations"]
-    )
     span = data.get("answer_span")
     return Answer(
         **{
             **data,
-            "citations": citations,
+            "citations": _citations(data["citations"]),
             "notes": tuple(data.get("notes", ())),
             "answer_span": AnswerSpan(**span) if span else None,
+            "related": _citations(data.get("related", ())),
         }
     )
+
+
+def _citations(items: Any) -> tuple[Citation, ...]:
+    return tuple(Citation(**{**c, "sources": tuple(Source(**s) for s in c["sources"])}) for c in items)
 
 
 async def renew_while(state: SharedState, update_id: int, seconds: float) -> None:

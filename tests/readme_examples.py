@@ -29,6 +29,8 @@ from tests.conftest import ROOT, copy_corpus
 
 README = ROOT / "README.md"
 ASK_ARGS = ("ask", "-k", "1", "What does Palantir run on?")
+# A casual question the reader declines, shown the closest passages apart (`related`).
+DECLINED_ARGS = ("ask", "what did they say abt when to act")
 JSON_ARGS = ("ask", "--json", "-k", "1", "How many Amazon employees signed the letter?")
 PRIVATE_QUESTIONS = ("Who wrote to Jeff Bezos?", "What is the best pizza in Naples?")
 GROUP_QUESTION = "What does Palantir run on?"
@@ -36,14 +38,14 @@ WIDTH = 100
 _BLOCK = re.compile(r"(<!-- example: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n<!-- /example -->)", re.DOTALL)
 
 
-def ask_example(settings: Settings) -> str:
+def ask_example(settings: Settings, args: tuple[str, ...] = ASK_ARGS) -> str:
     """`protest-bot ask …` as a user types it in the repository, and what it prints."""
     result = CliRunner().invoke(
-        app, ["--corpus", str(settings.corpus), "--index", str(settings.index), *ASK_ARGS]
+        app, ["--corpus", str(settings.corpus), "--index", str(settings.index), *args]
     )
     assert result.exit_code == 0, result.output
     output = result.stdout.replace(f"{settings.corpus}/", "corpus/").rstrip("\n")
-    command = " ".join(f'"{a}"' if " " in a else a for a in ASK_ARGS)
+    command = " ".join(f'"{a}"' if " " in a else a for a in args)
     return f"```\n$ protest-bot {command}\n{output}\n```"
 
 
@@ -120,6 +122,7 @@ def examples(settings: Settings, engine: Engine) -> dict[str, Callable[[], str]]
     """Each README example by name, as a function that makes it."""
     return {
         "ask": lambda: ask_example(settings),
+        "ask-declined": lambda: ask_example(settings, DECLINED_ARGS),
         "json": lambda: json_example(settings),
         "telegram-private": lambda: private_example(engine, settings),
         "telegram-group": lambda: group_example(engine, settings),

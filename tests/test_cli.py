@@ -46,7 +46,7 @@ def test_ask_json_follows_the_contract(real_settings: Settings) -> None:
     result = run(real_settings, "ask", "--json", "Who wrote to Jeff Bezos?")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"question", "abstained", "answer", "citations", "answer_span", "query"}
+    assert set(data) == {"question", "abstained", "answer", "citations", "answer_span", "query", "related"}
     assert data["question"] == "Who wrote to Jeff Bezos?"
     assert data["abstained"] is False and isinstance(data["answer"], str) and data["answer"]
     assert [c["n"] for c in data["citations"]] == list(range(1, len(data["citations"]) + 1))

@@ -4,6 +4,7 @@ each: these are the fast lane's view of what the quality tests check with the re
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,13 @@ import pytest
 from bot import store
 from bot.cite import Group, conflicting_sentence, disagree, figures, shared_wording
 from bot.config import Settings
-from bot.engine import ABSTENTION, NOT_COVERED, Abstention, Engine
+from bot.engine import ABSTENTION, NOT_COVERED, RELATED, Abstention, Engine
 from bot.followup import is_followup, resolve_followup
 from bot.indexer import update_from_settings
 from bot.lexical import LexicalIndex, coverage, terms
 from bot.models import Answer, Hit, Passage, Sentence
 from bot.quote import Quote, choose_quote
+from bot.render import answer_dict, answer_markup
 from bot.search import FusionWeights, hybrid_search
 from tests.fakes import FAKE_MODEL, HashEmbedder
 
@@ -263,6 +265,20 @@ def test_a_statement_printed_twice_is_one_citation_with_both_sources(engine: Eng
 def test_an_off_topic_question_is_declined(engine: Engine) -> None:
     answer = engine.answer("What is the boiling point of mercury in kelvin?")
     assert answer.abstained and answer.summary == NOT_COVERED and answer.citations == ()
+
+
+def test_a_question_the_reader_declines_is_shown_the_closest_passages_apart(engine: Engine) -> None:
+    engine.reader = dataclasses.replace(engine.reader, answer_threshold=1.01)  # the reader declines all
+    answer = engine.answer("Does Palantir run on AWS and help ICE?", k=3)
+    assert answer.abstained and answer.summary == NOT_COVERED and answer.citations == ()
+    assert 1 <= len(answer.related) <= RELATED
+    assert "Palantir runs on AWS" in answer.related[0].quote
+    assert {s.id for s in answer.related[0].sources} == {"letter", "reprint"}
+    data = answer_dict(answer)
+    assert data["citations"] == [] and data["related"][0]["quote"] == answer.related[0].quote
+    assert "Closest the articles come" in answer_markup(answer)
+    # the first gate's refusals (off topic) get none: nothing there is close
+    assert engine.answer("What is the boiling point of mercury in kelvin?").related == ()
 
 
 def test_a_follow_up_is_searched_with_the_question_before(engine: Engine) -> None:

@@ -43,9 +43,9 @@ def answer(question: str = "Who signed?", citations: int = 7) -> Answer:
         Citation(n, f"passage {n}", f"quote {n}", 0.5 + n / 100, (source,), f"p{n}")
         for n in range(1, citations + 1)
     )
-    return Answer(
-        question, False, "quote 1 [1]", cited, ("3,100 in [1], 4,000 in [2]",), question, AnswerSpan(1, "450")
-    )
+    notes = ("3,100 in [1], 4,000 in [2]",)
+    # `related` filled too (an answer has it only when declined): every field must round-trip.
+    return Answer(question, False, "quote 1 [1]", cited, notes, question, AnswerSpan(1, "450"), cited[:2])
 
 
 @pytest.fixture(scope="module")

@@ -182,3 +182,16 @@ def test_shorten_cuts_at_a_word_and_marks_the_cut() -> None:
     assert render.shorten("short", 10) == "short"
     assert render.shorten("one two three four five", 12) == "one two…"
     assert len(render.shorten("x" * 500, 100)) <= 100
+
+
+def test_a_declined_question_shows_the_closest_quotes_apart_and_escaped() -> None:
+    related = (citation(1, NASTY + " " + "word " * 100), citation(2, "The time to act is now."))
+    declined = Answer(question="when to act", abstained=True, summary="The articles don't cover that.",
+                      citations=(), related=related)  # fmt: skip
+    text, _ = accepted(render.not_covered_html(declined))
+    assert text.startswith("The articles don't cover that.")
+    assert "Closest they come (not an answer):" in text
+    assert "“The time to act is now.”" in text and squash(NASTY) in squash(text)
+    assert "word " * 80 not in text, "a long quote is shortened: it is a pointer, not an answer"
+    plain = Answer(question="pizza", abstained=True, summary="The articles don't cover that.", citations=())
+    assert "Closest" not in accepted(render.not_covered_html(plain))[0]

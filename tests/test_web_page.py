@@ -9,6 +9,8 @@ set). Skipped, saying why, where Chromium or its driver is not installed (`.ci/r
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import shutil
 import struct
@@ -59,12 +61,18 @@ TUBAS = "How many marching tubas did the zebra crossing festival draw?"
 @pytest.fixture
 def page_url(built: Settings, fake_embedder: Any) -> Iterator[str]:
     """The real app over the fake index (plus a hostile and a linked article), served by uvicorn."""
-    import uvicorn
-
     (built.corpus / "hostile.md").write_text(HOSTILE_ARTICLE, encoding="utf-8")
     (built.corpus / "linked.md").write_text(LINKED_ARTICLE, encoding="utf-8")
     update_from_settings(built, fake_embedder)
-    app = create_app(built, ServeSettings(), open_engine(built))
+    with serving(create_app(built, ServeSettings(), open_engine(built))) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """The app served by uvicorn on a free loopback port, for as long as the block runs."""
+    import uvicorn
+
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -194,6 +202,27 @@ def test_a_follow_up_of_a_follow_up_is_read_as_the_api_reads_a_chain(page_url: s
         assert squash(shown["answer"]) == squash(expected["answer"]), question
         previous = expected  # the whole answer, its `query` included, as the page keeps it
     assert expected["query"].startswith("What does Palantir"), "the last one was read with both before"
+
+
+def test_a_declined_question_shows_the_closest_passages_apart_from_the_answer(
+    built: Settings, fake_embedder: Any, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    update_from_settings(built, fake_embedder)
+    engine = open_engine(built)
+    engine.reader = dataclasses.replace(engine.reader, answer_threshold=1.01)  # the reader declines all
+    with serving(create_app(built, ServeSettings(), engine)) as url:
+        browser.get(url + "/")
+        shown = ask(browser, "What does Palantir run on?")
+        expected = httpx.post(f"{url}/ask", json={"question": "What does Palantir run on?"}).json()
+        assert shown["answer"] == "The articles don't cover that." and shown["citations"] == []
+        related = browser.find_element(By.ID, "related")
+        assert related.is_displayed() and "not an answer" in related.text
+        quotes = [q.text for q in related.find_elements(By.CSS_SELECTOR, "blockquote")]
+        assert quotes == [r["quote"] for r in expected["related"]] and quotes
+        declined = ask(browser, "What is the best pizza in Naples?")  # the first gate: nothing close
+        assert declined["citations"] == [] and not browser.find_element(By.ID, "related").is_displayed()
 
 
 def test_html_in_questions_and_articles_is_shown_as_text_and_never_runs(page_url: str, browser: Any) -> None:

@@ -21,6 +21,8 @@ MESSAGE_LIMIT = 4096
 INLINE_TITLE_LIMIT = 100
 INLINE_DESCRIPTION_LIMIT = 200
 CALLBACK_ANSWER_LIMIT = 200
+# A declined question's closest quotes are shown shortened: they are a pointer, not an answer.
+RELATED_QUOTE_LIMIT = 300
 BLOCK_SEPARATOR = "\n\n"
 ELLIPSIS = "…"
 
@@ -139,6 +141,11 @@ def not_covered_html(answer: Answer, heading: str | None = None) -> str:
     """The engine's honest abstention, with a pointer to what the bot does know."""
     lines = [heading] if heading else []
     lines.append(f"{h(answer.summary)} I only know what the articles say — see /sources, or try other words.")
+    if answer.related:
+        lines.append("<i>Closest they come (not an answer):</i>")
+        for citation in answer.related:
+            where = "; ".join(source_html(s) for s in citation.sources)
+            lines.append(f"“{h(shorten(citation.quote, RELATED_QUOTE_LIMIT))}”\n— {where}")
     return BLOCK_SEPARATOR.join(lines)
 
 

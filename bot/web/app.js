@@ -77,6 +77,17 @@ function renderCitation(citation) {
   return item;
 }
 
+function renderRelated(citation) {
+  const item = element("li", null, "related-item");
+  const quote = element("blockquote");
+  quote.append(element("span", citation.quote, "quote"));
+  item.append(quote);
+  const sources = element("ul", null, "sources");
+  for (const source of citation.sources) sources.append(renderSource(source));
+  item.append(sources);
+  return item;
+}
+
 // The answer line, its answering words (the engine's answer_span) in bold, all as text nodes.
 function answerWithSpan(answer, span) {
   const box = document.getElementById("answer");
@@ -97,6 +108,11 @@ function renderAnswer(data) {
   answerWithSpan(data.answer, data.answer_span);
   const list = document.getElementById("citations");
   list.replaceChildren(...data.citations.map(renderCitation));
+  // A declined question's closest passages: apart from the answer, never numbered like citations.
+  const related = data.related || [];
+  const relatedList = document.getElementById("related-list");
+  relatedList.replaceChildren(...related.map(renderRelated));
+  document.getElementById("related").hidden = related.length === 0;
   result.dataset.abstained = String(data.abstained);
   result.hidden = false;
 }
