@@ -43,6 +43,15 @@ AnswerTopK = Annotated[
         show_default="PROTEST_BOT_TOP_K, else 3",
     ),
 ]
+# `telegram` and `serve`: where replicas keep what they share.
+RedisUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Redis for state shared by replicas (redis://host:6379/0); in memory without it.",
+        envvar="PROTEST_BOT_REDIS_URL",
+        metavar="URL",
+    ),
+]
 ServerOption = Annotated[
     str | None,
     typer.Option(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from bot.cli_common import handles_errors
+from bot.cli_common import RedisUrlOption, handles_errors
 
 
 @handles_errors
@@ -53,14 +53,7 @@ def telegram(
             metavar="N",
         ),
     ] = None,
-    redis_url: Annotated[
-        str | None,
-        typer.Option(
-            help="Redis for state shared by replicas (redis://host:6379/0); in memory without it.",
-            envvar="PROTEST_BOT_REDIS_URL",
-            metavar="URL",
-        ),
-    ] = None,
+    redis_url: RedisUrlOption = None,
 ) -> None:
     """Run the Telegram bot (token from TELEGRAM_BOT_TOKEN, secrets from the environment or .env)."""
     from bot.config import StateSettings, load_settings, load_telegram_settings
@@ -94,14 +87,7 @@ def serve(
             metavar="PORT",
         ),
     ] = None,
-    redis_url: Annotated[
-        str | None,
-        typer.Option(
-            help="Redis for state shared by replicas (redis://host:6379/0); in memory without it.",
-            envvar="PROTEST_BOT_REDIS_URL",
-            metavar="URL",
-        ),
-    ] = None,
+    redis_url: RedisUrlOption = None,
 ) -> None:
     """Serve the HTTP API and web page: /ask, /sources, /status, /healthz, /docs, and / in a browser."""
     from bot.config import ServeSettings, StateSettings, load_settings

@@ -123,7 +123,7 @@ class Engine:
         if not found.hits or found.off_topic:
             return Answer(question=question, abstained=True, summary=NOT_COVERED, citations=(), query=query)
         if found.confidence < self.reader.answer_threshold:
-            groups = self._groups(found, RELATED)
+            groups = self._groups(found, RELATED)[:RELATED]  # without a disagreeing figure's extra
             related = tuple(self._citation(n, group) for n, group in enumerate(groups, start=1))
             return Answer(question, True, NOT_COVERED, citations=(), query=query, related=related)
         groups = self._groups(found, k)

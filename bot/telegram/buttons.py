@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from telegram import CallbackQuery, Message, Update
 from telegram.error import BadRequest
@@ -32,6 +32,7 @@ UNKNOWN_BUTTON = "Sorry, I don't know that button."
 TOO_OLD = "This answer is too old for buttons: please ask again."
 CANNOT_REACH = "I can't look that answer up right now: please try again in a moment."
 Page = tuple[list[Citation], list[str], bool]
+T = TypeVar("T")
 
 
 class Buttons:
@@ -71,13 +72,8 @@ class Buttons:
         """👍/👎: logged once per user and answer (a changed vote is logged again)."""
         user: User = query.from_user
         record = functools.partial(_record_vote, user_id=user.id, value=data.value)
-        try:
-            result = await self.shared.state.update_answer(data.key, record)
-        except StateUnavailable:
-            await query.answer(CANNOT_REACH)
-            return
+        result = await self._update_answer(query, data.key, record)
         if result is None:
-            await query.answer(TOO_OLD)
             return
         shown, changed = result
         if changed:
@@ -89,13 +85,8 @@ class Buttons:
         """The next page of citations of a remembered answer, as a new message."""
         target = message if isinstance(message, Message) else None
         take = functools.partial(_take_page, size=self.page_size, message=target)
-        try:
-            result = await self.shared.state.update_answer(key, take)
-        except StateUnavailable:
-            await query.answer(CANNOT_REACH)
-            return
+        result = await self._update_answer(query, key, take)
         if result is None:
-            await query.answer(TOO_OLD)
             return
         shown, page = result
         if page is None or target is None:
@@ -111,6 +102,20 @@ class Buttons:
             await query.edit_message_reply_markup(answer_keyboard(key, more=False))
         except BadRequest as exc:  # e.g. the old message is gone or already updated
             log.debug("could not drop the More button: %s", exc)
+
+    async def _update_answer(
+        self, query: CallbackQuery, key: str, change: Callable[[state.Shown], T]
+    ) -> tuple[state.Shown, T] | None:
+        """(the answer, what `change` returned) in one atomic step; None once the tap has been told
+        why not (the state cannot be reached, or the answer is forgotten)."""
+        try:
+            result = await self.shared.state.update_answer(key, change)
+        except StateUnavailable:
+            await query.answer(CANNOT_REACH)
+            return None
+        if result is None:
+            await query.answer(TOO_OLD)
+        return result
 
 
 def _record_vote(shown: state.Shown, user_id: int, value: str) -> bool:
