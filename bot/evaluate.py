@@ -3,6 +3,10 @@
 Hit rule (shared/eval/README.md): a returned passage is a hit when, after normalizing both sides
 (curly quotes to straight, runs of white space to one space, lower case), it contains one of the
 question's evidence strings.
+
+A false premise ("why did Amazon cancel the Palantir contract") is handled right when it is
+declined or when the first quote is a sentence that contradicts it (the question's `contradiction`
+strings, matched by the same rule): the reader issue counts either.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class Question:
     evidence: tuple[str, ...]
     unanswerable: bool
     kind: str = ""  # e.g. casual, paraphrase, near-topic, false-premise, chrome (for per-kind figures)
+    contradiction: tuple[str, ...] = ()  # sentences of the articles that refute a false premise
 
 
 def read_questions(path: Path) -> list[Question]:
@@ -57,6 +62,7 @@ def read_questions(path: Path) -> list[Question]:
                     evidence=tuple(record.get("evidence") or ()),
                     unanswerable=bool(record.get("unanswerable", False)),
                     kind=str(record.get("kind") or ""),
+                    contradiction=tuple(record.get("contradiction") or ()),
                 )
             )
         except (json.JSONDecodeError, KeyError, TypeError):
@@ -110,6 +116,7 @@ class Outcome:
     quotes: int
     verbatim: int
     lengths: tuple[int, ...]
+    contradicted: bool = False  # answered with a contradiction of the question's premise first
 
 
 def evaluate(
@@ -136,7 +143,9 @@ def evaluate(
         rank = None if q.unanswerable else first_hit(retrieve(q.question)[:10], q.evidence)
         quote_hit = first_hit([c.quote for c in answer.citations[:3]], q.evidence) is not None
         lengths = tuple(len(c.passage_text) for c in answer.citations)
-        outcomes.append(Outcome(q, answer.abstained, rank, quote_hit, quotes, verbatim, lengths))
+        first_quote = [c.quote for c in answer.citations[:1]]
+        refutes = bool(q.contradiction) and first_hit(first_quote, q.contradiction) is not None
+        outcomes.append(Outcome(q, answer.abstained, rank, quote_hit, quotes, verbatim, lengths, refutes))
     report = _aggregate(outcomes)
     kinds = sorted({o.question.kind for o in outcomes if o.question.kind})
     by_kind = {kind: _kind_figures([o for o in outcomes if o.question.kind == kind]) for kind in kinds}
@@ -170,7 +179,8 @@ def _aggregate(outcomes: list[Outcome]) -> Report:
 
 
 def _kind_figures(outcomes: list[Outcome]) -> dict[str, float]:
-    """Per kind: retrieval and quotes for answerable kinds, the share declined for every kind."""
+    """Per kind: retrieval and quotes for answerable kinds, the share declined for every kind, and
+    for false premises the share declined or answered with their contradiction first."""
     report = _aggregate(outcomes)
     figures: dict[str, float] = {"questions": len(outcomes)}
     if report.answerable:
@@ -181,6 +191,10 @@ def _kind_figures(outcomes: list[Outcome]) -> dict[str, float]:
             "quote_hit_at_3": report.quote_hit_at_3,
         }
     figures["declined"] = sum(o.abstained for o in outcomes) / (len(outcomes) or 1)
+    if any(o.question.contradiction for o in outcomes):
+        premises = [o for o in outcomes if o.question.contradiction]
+        handled = sum(o.abstained or o.contradicted for o in premises)
+        figures["declined_or_contradicted"] = handled / len(premises)
     return figures
 
 
