@@ -192,9 +192,9 @@ def _kind_figures(outcomes: list[Outcome]) -> dict[str, float]:
         }
     figures["declined"] = sum(o.abstained for o in outcomes) / (len(outcomes) or 1)
     if any(o.question.contradiction for o in outcomes):
-        premises = [o for o in outcomes if o.question.contradiction]
-        handled = sum(o.abstained or o.contradicted for o in premises)
-        figures["declined_or_contradicted"] = handled / len(premises)
+        # Over every question of the kind: one the articles don't contradict counts only declined.
+        handled = sum(o.abstained or o.contradicted for o in outcomes)
+        figures["declined_or_contradicted"] = handled / len(outcomes)
     return figures
 
 

@@ -30,6 +30,8 @@ def test_a_false_premise_is_handled_when_declined_or_contradicted_first(tmp_path
         for i, (q, c) in enumerate(premises)
     ]
     records.append({"id": "n", "kind": "near-topic", "question": "who is the ceo", "unanswerable": True})
+    # A false premise the articles don't contradict is handled only by declining it.
+    records.append({"id": "u", "kind": "false-premise", "question": "why did ice quit", "unanswerable": True})
     path = tmp_path / "q.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
     replies = {
@@ -38,6 +40,7 @@ def test_a_false_premise_is_handled_when_declined_or_contradicted_first(tmp_path
         premises[1][0]: None,  # declined
         premises[2][0]: "Palantir runs on AWS.",  # answered with something else: wrong
         "who is the ceo": "Palantir runs on AWS.",
+        "why did ice quit": "Palantir runs on AWS.",
     }
     report = evaluate(
         read_questions(path),
@@ -46,7 +49,7 @@ def test_a_false_premise_is_handled_when_declined_or_contradicted_first(tmp_path
         source_text=lambda p: ARTICLE,
     )
     false_premise = report.by_kind["false-premise"]
-    assert false_premise["declined"] == 1 / 3
-    assert false_premise["declined_or_contradicted"] == 2 / 3
+    assert false_premise["declined"] == 1 / 4
+    assert false_premise["declined_or_contradicted"] == 2 / 4
     # A kind without contradictions to match gets no such figure.
     assert "declined_or_contradicted" not in report.by_kind["near-topic"]
