@@ -420,3 +420,30 @@ def test_added_files_are_named_from_their_titles_uniquely_and_existing_ones_keep
     assert set(existing) <= {p.name for p in built.corpus.iterdir()}
     assert title_slug("Ünïcødé: IBM’s “work” — 1940s") == "unicde-ibms-work-1940s"
     assert title_slug("名前") == "" and title_slug("README") == ""
+
+
+class _OldServer:
+    """A server from before `query` was in the JSON contract: it answers, but says nothing of what it
+    searched. Records what chat sends it."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict | None]] = []  # type: ignore[type-arg]
+
+    def ask(self, question: str, k: int, previous: dict | None = None) -> dict:  # type: ignore[type-arg]
+        self.sent.append((question, previous))
+        return {"question": question, "abstained": True, "answer": "not covered", "citations": []}
+
+
+def test_chat_through_an_older_server_reads_follow_ups_itself() -> None:
+    from bot.cli_server import server_chat
+
+    server = _OldServer()
+    ask = server_chat(server, 3)
+    first = ask("Who wrote to Jeff Bezos?", None)
+    assert first.query == "Who wrote to Jeff Bezos?"
+    follow = ask("how many signed it?", first)
+    # Read with the question before, as in-process chat does without a subject to swap.
+    assert follow.query == "Who wrote to Jeff Bezos? how many signed it?"
+    assert server.sent[1][1] == {"question": "Who wrote to Jeff Bezos?", "query": "Who wrote to Jeff Bezos?"}
+    new_topic = ask("What is the speed of light?", follow)
+    assert new_topic.query == "What is the speed of light?"
