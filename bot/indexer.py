@@ -181,7 +181,10 @@ def _update(
     keep = np.array([row for i in kept_ids for row in block[i]], dtype=np.int64)
     passages, per_article = _chunk_all(articles, settings, embedder)
     total = len(keep) + len(passages)
+    # Articles found at another path (the corpus folder moved) are only re-recorded, never embedded.
+    moved = any(old.articles[i].path != str(files[i]) for i in kept_ids)
     unchanged = not articles and len(keep) == old.passages and skipped == old.skipped and same_chunking
+    unchanged = unchanged and not moved
     if unchanged and dense_settings(total, settings.exact_limit).kind == old.dense.kind:
         log.info("the index is up to date")
         return UpdateReport(articles=len(kept_ids), passages=old.passages, embedded=0, reused=0, **changes)

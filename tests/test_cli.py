@@ -189,6 +189,21 @@ def test_ask_updates_a_stale_index(built: Settings) -> None:
     assert "extra-article" in store.read_manifest(built.index).articles
 
 
+def test_ask_after_the_corpus_moved_cites_where_the_articles_are_now(built: Settings, tmp_path: Path) -> None:
+    moved = Settings(corpus=tmp_path / "moved" / "corpus", index=built.index, model=built.model)
+    moved.corpus.parent.mkdir()
+    built.corpus.rename(moved.corpus)
+    vectors = store.read_manifest(built.index).passages
+    result = run(moved, "ask", "--json", "Palantir")
+    assert result.exit_code == 0, result.output
+    assert f"now in {moved.corpus}" in result.stderr
+    paths = {s["path"] for c in json.loads(result.stdout)["citations"] for s in c["sources"]}
+    assert paths and all(Path(p).parent == moved.corpus and Path(p).is_file() for p in paths)
+    assert store.read_manifest(built.index).passages == vectors
+    # Recorded: the next question starts without an update.
+    assert "now in" not in run(moved, "ask", "--json", "Palantir").stderr
+
+
 def test_index_build_update_status(settings: Settings) -> None:
     assert run(settings, "index", "status").exit_code == 3
     build = run(settings, "index", "build")
