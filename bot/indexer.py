@@ -20,7 +20,7 @@ from bot.errors import (
     BadInputError,
     IndexUnavailableError,
 )
-from bot.manifest import EXACT, FORMAT_VERSION, ArticleRecord, Freshness, Manifest, compare
+from bot.manifest import EXACT, FORMAT_VERSION, ArticleRecord, Freshness, Manifest, compare, moved_articles
 from bot.models import Article, Passage
 from bot.reuse import plan_reuse
 
@@ -43,11 +43,17 @@ class UpdateReport:
     skipped: tuple[str, ...]
     embedded: int
     reused: int
+    moved: tuple[str, ...] = ()  # found at another path: re-recorded, not re-embedded
 
 
 def describe_changes(changes: Freshness | UpdateReport) -> str:
     """What an update brings or brought, in a few words ("2 new, 1 removed"); "" when nothing."""
-    counts = (("new", changes.added), ("changed", changes.changed), ("removed", changes.removed))
+    counts = (
+        ("new", changes.added),
+        ("changed", changes.changed),
+        ("removed", changes.removed),
+        ("moved", changes.moved),
+    )
     return ", ".join(f"{len(ids)} {what}" for what, ids in counts if ids)
 
 
@@ -169,22 +175,22 @@ def _update(
     parsed = {a.id for a in articles}
     skipped = {**still_skipped, **{i: hashes[i] for i in to_read if i not in parsed}}
     compared = compare(hashes, old.hashes())
+    kept = set(kept_ids)
     # A file that cannot be read is reported as skipped (with its warning), not as new or changed.
     changes = {
         "added": tuple(i for i in compared.added if i not in skipped),
         "changed": tuple(i for i in compared.changed if i in parsed),
         "removed": compared.removed,
         "skipped": tuple(sorted(skipped)),
+        "moved": tuple(i for i in moved_articles(files, old) if i in kept),
     }
 
     block = old.article_rows()
     keep = np.array([row for i in kept_ids for row in block[i]], dtype=np.int64)
     passages, per_article = _chunk_all(articles, settings, embedder)
     total = len(keep) + len(passages)
-    # Articles found at another path (the corpus folder moved) are only re-recorded, never embedded.
-    moved = any(old.articles[i].path != str(files[i]) for i in kept_ids)
     unchanged = not articles and len(keep) == old.passages and skipped == old.skipped and same_chunking
-    unchanged = unchanged and not moved
+    unchanged = unchanged and not changes["moved"]  # moved articles are re-recorded, not re-embedded
     if unchanged and dense_settings(total, settings.exact_limit).kind == old.dense.kind:
         log.info("the index is up to date")
         return UpdateReport(articles=len(kept_ids), passages=old.passages, embedded=0, reused=0, **changes)

@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bot.corpus import corpus_hashes
+from bot.corpus import article_files, content_hash
 from bot.errors import IndexCorruptError, IndexMismatchError, IndexMissingError, IndexUnavailableError
 from bot.models import Source
 
@@ -212,6 +212,9 @@ class Freshness:
     added: tuple[str, ...]
     changed: tuple[str, ...]
     removed: tuple[str, ...]
+    # The same articles at another path (the corpus folder moved, or an index built elsewhere): not
+    # stale, the index answers the same, but the next update re-records them (embedding nothing).
+    moved: tuple[str, ...] = ()
 
     @property
     def stale(self) -> bool:
@@ -219,8 +222,17 @@ class Freshness:
 
 
 def freshness(corpus_dir: Path, manifest: Manifest) -> Freshness:
-    """Compare the corpus files' hashes with those recorded in the manifest (no parsing, no model)."""
-    return compare(corpus_hashes(corpus_dir), manifest.hashes())
+    """Compare the corpus files' hashes and paths with those recorded in the manifest (no parsing,
+    no model)."""
+    files = {path.stem: path for path in article_files(corpus_dir)}
+    found = compare({i: content_hash(path.read_bytes()) for i, path in files.items()}, manifest.hashes())
+    return Freshness(found.added, found.changed, found.removed, moved_articles(files, manifest))
+
+
+def moved_articles(files: dict[str, Path], manifest: Manifest) -> tuple[str, ...]:
+    """Ids of indexed articles that the corpus now holds at another path (`files`: id → path)."""
+    records = manifest.articles
+    return tuple(sorted(i for i, path in files.items() if i in records and records[i].path != str(path)))
 
 
 def compare(on_disk: dict[str, str], indexed: dict[str, str]) -> Freshness:

@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 from bot import store
 from bot.config import Settings
-from bot.corpus import article_files
 from bot.embed import Embedder, load_embedder
 from bot.engine import Engine, load_engine
 from bot.errors import IndexCorruptError, IndexMismatchError, IndexMissingError, IndexUnavailableError
@@ -55,15 +54,10 @@ def ensure_index(
         settings.chunk_tokens,
         settings.chunk_overlap,
     )
-    moved = not fresh.stale and _moved(settings, manifest)
-    if not fresh.stale and same_chunks and not moved:
+    # A moved corpus is updated too, though not stale: citations must name files that exist.
+    if not fresh.stale and not fresh.moved and same_chunks:
         return
-    if moved and same_chunks:
-        # The same articles in another folder: the update embeds nothing, it only records where
-        # they are now, so citations don't point at files that are gone.
-        notify(f"The articles are now in {settings.corpus}/: updating the index's paths…")
-    else:
-        notify(f"The corpus changed since the index was built: updating it ({_describe(fresh)})…")
+    notify(f"The corpus changed since the index was built: updating it ({_describe(fresh)})…")
     try:
         _update_and_tell(settings, embedder, progress, notify)
     except (IndexCorruptError, IndexMismatchError):
@@ -77,12 +71,6 @@ def _update_and_tell(
 ) -> None:
     report = update_from_settings(settings, embedder, progress=progress)
     notify(f"Index ready: {report.articles} articles, {report.passages} passages.")
-
-
-def _moved(settings: Settings, manifest: Manifest) -> bool:
-    """The index records an article at another path than the corpus folder has it now."""
-    here = {path.stem: str(path) for path in article_files(settings.corpus)}
-    return any(record.path != here.get(id_, record.path) for id_, record in manifest.articles.items())
 
 
 def _describe(fresh: Freshness) -> str:

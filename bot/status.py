@@ -30,4 +30,5 @@ def index_status(settings: Settings, verify: bool = False) -> dict[str, Any]:
         "added": list(fresh.added),
         "changed": list(fresh.changed),
         "removed": list(fresh.removed),
+        "moved": list(fresh.moved),
     }

@@ -12,16 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_serve import free_port
+
 REDIS_SERVER = shutil.which("redis-server")
 NEEDS_REDIS = pytest.mark.skipif(
     REDIS_SERVER is None, reason="redis-server is not installed (apt-get install redis-server; .ci/run does)"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:

@@ -12,6 +12,7 @@ from benchmarks import measure, report
 from benchmarks.run import PLANS, run
 from benchmarks.synth import Generator, sentence_pool
 from bot.sentences import split_sentences
+from tests.redis_server import NEEDS_REDIS
 
 
 def test_synthetic_articles_are_deterministic_and_split_back_into_their_sentences() -> None:
@@ -61,12 +62,11 @@ def test_smoke_run_produces_every_in_process_section_and_a_table(tmp_path: Path)
     assert not (tmp_path / "work").exists()  # the run cleans up after itself
 
 
+@NEEDS_REDIS
 def test_the_replica_benchmark_times_redis_next_to_its_memory_floor(tmp_path: Path) -> None:
     from benchmarks.replicas import real_answer, state_cost
-    from tests.redis_server import REDIS_SERVER, RedisServer
+    from tests.redis_server import RedisServer
 
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
     redis = RedisServer(tmp_path / "redis").start()
     try:
         cost = state_cost(redis.url, real_answer(tmp_path), rounds=2, per_round=5)

@@ -21,6 +21,7 @@ from bot.config import Settings
 from tests.fake_bot_api import Call
 from tests.redis_server import NEEDS_REDIS, RedisServer
 from tests.replicas import Cluster, user
+from tests.test_telegram_e2e import buttons
 
 pytestmark = NEEDS_REDIS
 
@@ -31,12 +32,6 @@ QUESTIONS = (
     "What did the ACLU test find?",
     "Why did the workers mention IBM?",
 )
-
-
-def buttons(message: dict[str, Any]) -> dict[str, str]:
-    """Button text → callback_data of a sent message."""
-    rows = message.get("reply_markup", {}).get("inline_keyboard", [])
-    return {b["text"]: b["callback_data"] for row in rows for b in row if "callback_data" in b}
 
 
 def ask(cluster: Cluster, n: int, question: str | None = None) -> dict[str, Any]:
@@ -214,7 +209,7 @@ def test_redis_stopped_and_restarted_answers_continue_and_limits_resume(cluster:
     assert_clean(cluster)
 
 
-def test_reindex_runs_on_one_replica_at_a_time_and_every_replica_answers_from_it(
+def test_reindex_runs_on_one_replica_at_a_time_and_the_other_replica_loads_it(
     tmp_path: Path, index: Settings
 ) -> None:
     corpus, folder = tmp_path / "corpus", tmp_path / "index"

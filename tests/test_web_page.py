@@ -195,13 +195,16 @@ def test_the_page_asks_and_shows_the_answer_with_numbered_cited_quotes(page_url:
 def test_a_follow_up_of_a_follow_up_is_read_as_the_api_reads_a_chain(page_url: str, browser: Any) -> None:
     browser.get(page_url + "/")
     previous = None
+    queries = []
     for question in ("What does Palantir run on?", "and who wrote that?", "what about it?"):
         shown = ask(browser, question)
         body = {"question": question, **({"previous": previous} if previous else {})}
         expected = httpx.post(f"{page_url}/ask", json=body).json()
         assert squash(shown["answer"]) == squash(expected["answer"]), question
         previous = expected  # the whole answer, its `query` included, as the page keeps it
-    assert expected["query"].startswith("What does Palantir"), "the last one was read with both before"
+        queries.append(expected["query"])
+    # The last one was read with both before: the second's query (itself read with the first), then it.
+    assert queries[1].startswith("What does Palantir") and queries[2] == f"{queries[1]} what about it?"
 
 
 def test_a_declined_question_shows_the_closest_passages_apart_from_the_answer(

@@ -19,7 +19,7 @@ from telegram.ext import Application, ApplicationBuilder, Defaults
 from bot.config import Settings, StateSettings, TelegramSettings
 from bot.engine import Engine
 from bot.errors import BadInputError, ProtestBotError
-from bot.shared_state import SharedState, open_state
+from bot.shared_state import MemoryState, SharedState, open_state
 from bot.telegram.handlers import BotState, Handlers
 from bot.telegram.limits import NETWORK_BACKOFF_SECONDS, NETWORK_RETRIES, RetryingRateLimiter
 from bot.telegram.redact import protect_secret, redact, shorten_polling_errors
@@ -77,9 +77,7 @@ def build_application(
     token = tg.checked_token()
     protect_secret(token)
     shorten_polling_errors()
-    handlers = Handlers(
-        BotState(settings, tg, engine) if state is None else BotState(settings, tg, engine, state)
-    )
+    handlers = Handlers(BotState(settings, tg, engine, state or MemoryState()))
     app = (
         ApplicationBuilder()
         .token(token)
@@ -120,7 +118,9 @@ def run(settings: Settings, tg: TelegramSettings, shared: StateSettings | None =
     app = build_application(settings, tg, state=state)
     where = redact(tg.checked_api_base_url())
     if redis_url:
-        log.info("state shared in Redis at %s", getattr(state, "where", "?"))
+        from bot.redis_state import redacted_url
+
+        log.info("state shared in Redis at %s", redacted_url(redis_url))
     try:
         if tg.webhook_url:
             from bot.telegram.webhook import serve_webhook
